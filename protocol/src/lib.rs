@@ -1,0 +1,42 @@
+//! kith-protocol: everything kith nodes agree on, as plain logic with no I/O.
+//!
+//! Layout, one concern per file:
+//! - [`ids`]: `MessageId`, `Timestamp` and the `PeerId` re-export.
+//! - [`identity`]: a node's ed25519 identity and its static x25519 key.
+//! - [`record`]: the signed peer record published in the DHT, and its validation.
+//! - [`card`]: the copy-pasteable contact card.
+//! - [`envelope`]: the outer envelope, byte for byte, and sealing/opening.
+//! - [`payload`]: the signed inner payload and its bodies (text, receipts, ...).
+//! - [`status`]: message statuses and the forward-only rule.
+//! - [`ordering`]: per-sender ordering with a bounded wait for gaps.
+//! - [`safety`]: safety numbers.
+//! - [`text`]: limits and checks on user text and names.
+//! - [`limits`]: every size limit, as constants.
+//!
+//! Wire formats are described in docs/protocol.md.
+
+pub mod card;
+pub mod envelope;
+pub mod error;
+pub mod identity;
+pub mod ids;
+pub mod limits;
+pub mod ordering;
+pub mod payload;
+pub mod record;
+pub mod safety;
+pub mod status;
+pub mod text;
+
+pub use error::{Error, Result};
+pub use identity::Identity;
+pub use ids::{MessageId, PeerId, Timestamp};
+
+/// Fills `buf` with bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    // The OS RNG failing is not recoverable and not caused by input; abort loudly.
+    #[allow(clippy::expect_used)]
+    getrandom::fill(&mut buf).expect("the operating system's random number generator failed");
+    buf
+}
