@@ -36,6 +36,9 @@ impl Card {
         c.addrs.retain(|a| a.len() <= MAX_ADDR_LEN);
         c.addrs.truncate(MAX_ADDRS);
         c.relays.truncate(MAX_RELAYS);
+        if c.name.as_deref().is_some_and(|n| crate::text::check_name(n).is_err()) {
+            c.name = None;
+        }
         let bytes = postcard::to_allocvec(&c).unwrap_or_default();
         format!("{CARD_PREFIX}{}", bs58::encode(bytes).into_string())
     }
@@ -54,7 +57,7 @@ impl Card {
                 .into_vec()
                 .map_err(|e| Error::InvalidCard(e.to_string()))?;
             let c: Card =
-                postcard::from_bytes(&bytes).map_err(|e| Error::InvalidCard(e.to_string()))?;
+                crate::decode_exact(&bytes).map_err(|e| Error::InvalidCard(e.to_string()))?;
             if c.version != 1 {
                 return Err(Error::UnknownVersion(c.version));
             }
@@ -65,6 +68,11 @@ impl Card {
                 return Err(Error::InvalidCard("too many or too long addresses".into()));
             }
             crate::identity::verifying_key_of(&c.peer_id)?;
+            let mut c = c;
+            // A name that is not acceptable is dropped, not trusted.
+            if c.name.as_deref().is_some_and(|n| crate::text::check_name(n).is_err()) {
+                c.name = None;
+            }
             return Ok(c);
         }
         let peer: PeerId = s.parse().map_err(|_| {

@@ -157,9 +157,22 @@ pub fn seal(
     expires_at: Timestamp,
 ) -> Result<Vec<u8>> {
     let signed = payload.sign(sender)?;
+    seal_signed(&signed, payload.id, &payload.recipient, recipient_x25519, expires_at)
+}
+
+/// Seals an already signed payload (from [`Payload::sign`]). A node signs a message once,
+/// stores it, and seals it afresh on every delivery attempt. The caller passes the payload's id
+/// and recipient; the receiver checks that they match the signed payload.
+pub fn seal_signed(
+    signed: &[u8],
+    id: MessageId,
+    recipient: &PeerId,
+    recipient_x25519: &[u8; 32],
+    expires_at: Timestamp,
+) -> Result<Vec<u8>> {
     let mut plain = Zeroizing::new(Vec::with_capacity(signed.len() + 4 + PAD_BLOCK));
     plain.extend_from_slice(&(signed.len() as u32).to_be_bytes());
-    plain.extend_from_slice(&signed);
+    plain.extend_from_slice(signed);
     let padded = plain.len().div_ceil(PAD_BLOCK) * PAD_BLOCK;
     plain.resize(padded, 0);
 
@@ -175,8 +188,8 @@ pub fn seal(
     let key = derive_key(shared.as_bytes(), &eph_pub, recipient_x25519);
     let mut env = Envelope {
         version: ENVELOPE_VERSION,
-        id: payload.id,
-        recipient: payload.recipient,
+        id,
+        recipient: *recipient,
         expires_at,
         ephemeral: eph_pub,
         nonce: crate::random_bytes(),

@@ -32,6 +32,16 @@ pub use error::{Error, Result};
 pub use identity::Identity;
 pub use ids::{MessageId, PeerId, Timestamp};
 
+/// Decodes a postcard value that must span all of `bytes`: trailing bytes are refused, so
+/// every accepted encoding is canonical.
+pub fn decode_exact<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
+    let (v, rest) = postcard::take_from_bytes(bytes)?;
+    if !rest.is_empty() {
+        return Err(Error::Malformed(format!("{} trailing bytes", rest.len())));
+    }
+    Ok(v)
+}
+
 /// Fills `buf` with bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];

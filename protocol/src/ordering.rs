@@ -48,7 +48,10 @@ pub fn plan(next_expected: u64, held: &[Held], now: Timestamp, gap_timeout_ms: u
     loop {
         if let Some(pos) = rest.iter().position(|h| h.seq == out.next_expected) {
             out.deliver.push(rest.remove(pos).seq);
-            out.next_expected += 1;
+            out.next_expected = out.next_expected.saturating_add(1);
+            if out.next_expected == u64::MAX {
+                break;
+            }
             continue;
         }
         let Some(oldest) = rest.iter().map(|h| h.arrived).min() else {
@@ -116,6 +119,12 @@ mod tests {
             GAP_TIMEOUT_MS,
         );
         assert_eq!(p.deliver, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn huge_sequence_numbers_do_not_overflow() {
+        let p = plan(u64::MAX - 1, &[h(u64::MAX - 1, 0), h(u64::MAX, 0)], Timestamp(0), 1);
+        assert_eq!(p.deliver.first(), Some(&(u64::MAX - 1)));
     }
 
     #[test]

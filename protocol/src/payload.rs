@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::limits::{MAX_PAYLOAD_BYTES, MAX_RECEIPT_IDS};
 use crate::{identity, Error, Identity, MessageId, PeerId, Result, Timestamp};
 
+/// Largest sequence number accepted (far beyond any real conversation).
+pub const MAX_SEQ: u64 = 1 << 48;
+
 /// Signature label for inner payloads.
 pub const PAYLOAD_LABEL: &[u8] = b"kith/v1/payload";
 
@@ -79,6 +82,9 @@ impl Payload {
                 }
             }
         }
+        if self.seq > MAX_SEQ {
+            return Err(Error::Malformed(format!("sequence number {} too large", self.seq)));
+        }
         if self.body.is_sequenced() != (self.seq != 0) {
             return Err(Error::Malformed(
                 "sequence number does not fit the body".into(),
@@ -113,8 +119,8 @@ impl Payload {
                 limit: MAX_PAYLOAD_BYTES,
             });
         }
-        let signed: SignedPayload = postcard::from_bytes(bytes)?;
-        let p: Payload = postcard::from_bytes(&signed.payload)?;
+        let signed: SignedPayload = crate::decode_exact(bytes)?;
+        let p: Payload = crate::decode_exact(&signed.payload)?;
         let sig: [u8; 64] = signed
             .signature
             .as_slice()

@@ -80,14 +80,14 @@ impl PeerRecord {
                 limit: MAX_RECORD_BYTES,
             });
         }
-        let signed: SignedRecord = postcard::from_bytes(bytes)?;
-        let rec: PeerRecord = postcard::from_bytes(&signed.record)?;
+        let signed: SignedRecord = crate::decode_exact(bytes)?;
+        let rec: PeerRecord = crate::decode_exact(&signed.record)?;
         if rec.version != RECORD_VERSION {
             return Err(Error::UnknownVersion(rec.version));
         }
         if let Some(p) = expected {
             if *p != rec.peer_id {
-                return Err(Error::WrongRecipient);
+                return Err(Error::Malformed("record of another peer".into()));
             }
         }
         let sig: [u8; 64] = signed
@@ -100,7 +100,10 @@ impl PeerRecord {
         if rec.expires_at <= now {
             return Err(Error::Expired);
         }
-        if rec.expires_at.0 > now.0 + MAX_RECORD_LIFETIME_MS + RECORD_SKEW_MS {
+        if rec.issued_at.0 > now.0.saturating_add(RECORD_SKEW_MS) {
+            return Err(Error::Malformed("record issued in the future".into()));
+        }
+        if rec.expires_at.0 > now.0.saturating_add(MAX_RECORD_LIFETIME_MS + RECORD_SKEW_MS) {
             return Err(Error::Malformed(
                 "record expiry too far in the future".into(),
             ));
@@ -126,7 +129,7 @@ impl PeerRecord {
 
 /// Of several candidate records, the one with the highest sequence number.
 pub fn best<'a>(records: impl IntoIterator<Item = &'a PeerRecord>) -> Option<&'a PeerRecord> {
-    records.into_iter().max_by_key(|r| r.seq)
+    records.into_iter().max_by_key(|r| (r.seq, r.issued_at))
 }
 
 #[cfg(test)]

@@ -1,0 +1,145 @@
+//! Node configuration, built and checked by [`ConfigBuilder`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::{Error, Result};
+
+/// How long an undelivered message is retried before it ends `failed`.
+pub const DEFAULT_MESSAGE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// sled page cache for a personal node.
+pub const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// A validated node configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) home: PathBuf,
+    pub(crate) listen: Vec<Multiaddr>,
+    pub(crate) bootstrap: Vec<Multiaddr>,
+    pub(crate) mdns: bool,
+    pub(crate) relay: bool,
+    pub(crate) use_relays: Vec<Multiaddr>,
+    pub(crate) api: bool,
+    pub(crate) clock: SharedClock,
+    pub(crate) message_ttl: Duration,
+    pub(crate) cache_bytes: u64,
+    pub(crate) gap_timeout: Duration,
+    pub(crate) retry_max: Duration,
+    pub(crate) republish_every: Duration,
+}
+
+impl Config {
+    pub fn builder(home: impl Into<PathBuf>) -> ConfigBuilder {
+        ConfigBuilder {
+            cfg: Config {
+                home: home.into(),
+                listen: vec![],
+                bootstrap: vec![],
+                mdns: true,
+                relay: false,
+                use_relays: vec![],
+                api: true,
+                clock: Arc::new(SystemClock),
+                message_ttl: DEFAULT_MESSAGE_TTL,
+                cache_bytes: DEFAULT_CACHE_BYTES,
+                gap_timeout: Duration::from_millis(kith_protocol::ordering::GAP_TIMEOUT_MS),
+                retry_max: Duration::from_secs(10),
+                republish_every: Duration::from_secs(600),
+            },
+        }
+    }
+
+    pub fn home(&self) -> &std::path::Path {
+        &self.home
+    }
+}
+
+/// Builds a [`Config`]; `build()` checks the invariants.
+#[derive(Debug)]
+pub struct ConfigBuilder {
+    cfg: Config,
+}
+
+impl ConfigBuilder {
+    /// Addresses to listen on. Empty means all interfaces, TCP and QUIC, on random ports.
+    pub fn listen(mut self, addrs: Vec<Multiaddr>) -> Self {
+        self.cfg.listen = addrs;
+        self
+    }
+    /// Peers to join the DHT through.
+    pub fn bootstrap(mut self, addrs: Vec<Multiaddr>) -> Self {
+        self.cfg.bootstrap = addrs;
+        self
+    }
+    /// Local peer discovery by mDNS (on by default).
+    pub fn mdns(mut self, on: bool) -> Self {
+        self.cfg.mdns = on;
+        self
+    }
+    /// Serve as a relay (mailboxes) for others.
+    pub fn relay(mut self, on: bool) -> Self {
+        self.cfg.relay = on;
+        self
+    }
+    /// Relays to use, before any found in the DHT.
+    pub fn use_relays(mut self, addrs: Vec<Multiaddr>) -> Self {
+        self.cfg.use_relays = addrs;
+        self
+    }
+    /// Serve the local API socket (on by default).
+    pub fn api(mut self, on: bool) -> Self {
+        self.cfg.api = on;
+        self
+    }
+    /// The wall clock to use.
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.cfg.clock = clock;
+        self
+    }
+    /// How long undelivered messages are retried.
+    pub fn message_ttl(mut self, ttl: Duration) -> Self {
+        self.cfg.message_ttl = ttl;
+        self
+    }
+    /// How long a gap in a sender's sequence is waited for.
+    pub fn gap_timeout(mut self, d: Duration) -> Self {
+        self.cfg.gap_timeout = d;
+        self
+    }
+    /// The longest wait between two delivery attempts to one peer.
+    pub fn retry_max(mut self, d: Duration) -> Self {
+        self.cfg.retry_max = d;
+        self
+    }
+    /// sled's page cache size.
+    pub fn cache_bytes(mut self, n: u64) -> Self {
+        self.cfg.cache_bytes = n;
+        self
+    }
+
+    pub fn build(self) -> Result<Config> {
+        let c = self.cfg;
+        if c.home.as_os_str().is_empty() {
+            return Err(Error::InvalidInput("the home directory is empty".into()));
+        }
+        if c.message_ttl < Duration::from_secs(1) {
+            return Err(Error::InvalidInput("message ttl must be at least 1 s".into()));
+        }
+        if c.retry_max < Duration::from_millis(100) {
+            return Err(Error::InvalidInput("retry_max must be at least 100 ms".into()));
+        }
+        if c.cache_bytes < 1024 * 1024 {
+            return Err(Error::InvalidInput("the store cache must be at least 1 MiB".into()));
+        }
+        for a in c.listen.iter().chain(&c.bootstrap).chain(&c.use_relays) {
+            if a.iter().next().is_none() {
+                return Err(Error::InvalidInput("empty multiaddr".into()));
+            }
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,77 @@
+//! Handling one envelope that arrived on `/kith/dm/1.0.0`.
+//!
+//! Checks, in order: size and version and recipient (header), replay by id (before any
+//! decryption), decryption, the sender's signature, the payload's binding to the envelope.
+//! Every drop is logged with its reason and reported as a `dropped` event; nothing stored
+//! changes. Only a durably stored envelope is answered `Accepted`.
+
+use std::sync::Arc;
+
+use kith_protocol::envelope;
+use kith_protocol::payload::Body;
+use kith_protocol::PeerId;
+
+use crate::events::Event;
+use crate::net::codec::DmResponse;
+use crate::node::Core;
+use crate::store::Accepted;
+use crate::Result;
+
+/// Clock skew tolerated when checking an envelope's expiry.
+const EXPIRY_SKEW_MS: u64 = 10 * 60 * 1000;
+
+/// Processes one envelope from `from`. `None` means an internal failure: the request is left
+/// unanswered so the sender retries.
+pub(crate) async fn handle_envelope(core: &Arc<Core>, from: PeerId, bytes: Vec<u8>) -> Option<DmResponse> {
+    match process(core, from, &bytes).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!(%from, "could not store an incoming envelope: {e}");
+            None
+        }
+    }
+}
+
+fn drop_it(core: &Core, from: PeerId, reason: String) -> DmResponse {
+    tracing::warn!(%from, "dropped envelope: {reason}");
+    let _ = core.events.send(Event::Dropped { from: from.to_string(), reason: reason.clone() });
+    DmResponse::Rejected { reason }
+}
+
+async fn process(core: &Arc<Core>, from: PeerId, bytes: &[u8]) -> Result<DmResponse> {
+    let env = match envelope::open_header(&core.peer_id, bytes) {
+        Ok(e) => e,
+        Err(e) => return Ok(drop_it(core, from, e.to_string())),
+    };
+    let now = core.clock.now();
+    if env.expires_at.0.saturating_add(EXPIRY_SKEW_MS) < now.0 {
+        return Ok(drop_it(core, from, kith_protocol::Error::Expired.to_string()));
+    }
+    if core.store.seen(&env.id)? {
+        tracing::warn!(%from, id = %env.id, "dropped envelope: replay of an id already received");
+        let _ = core.events.send(Event::Dropped { from: from.to_string(), reason: "replay".into() });
+        return Ok(DmResponse::Accepted);
+    }
+    let opened = match envelope::open(&core.identity, env) {
+        Ok(o) => o,
+        Err(e) => return Ok(drop_it(core, from, e.to_string())),
+    };
+    let p = opened.payload;
+    // A receipt is applied before its id is recorded: applying is idempotent (statuses only
+    // move forward), so a crash in between is mended by the sender's retry.
+    if let Body::Receipt { kind, ids } = &p.body {
+        for m in core.store.apply_receipt(&p.sender, *kind, ids)? {
+            let _ = core.events.send(Event::receipt(&m));
+        }
+    }
+    if core.store.accept(&p, now)? == Accepted::Replay {
+        tracing::warn!(%from, id = %p.id, "dropped envelope: replay of an id already received");
+        let _ = core.events.send(Event::Dropped { from: from.to_string(), reason: "replay".into() });
+        return Ok(DmResponse::Accepted);
+    }
+    core.store.flush().await?;
+    if p.body.is_sequenced() {
+        core.drain(&p.sender)?;
+    }
+    Ok(DmResponse::Accepted)
+}

@@ -1,0 +1,77 @@
+//! The network behaviour: one struct, fields named by role, and the swarm built from it.
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::kad::{self, store::MemoryStore};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{identify, mdns, noise, ping, request_response, tcp, yamux, StreamProtocol, Swarm};
+
+use super::codec::{DmCodec, DM_PROTOCOL};
+use crate::{Error, Result};
+
+/// Kademlia protocol name: kith's own DHT, apart from the public IPFS one.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/kad/1.0.0");
+/// identify protocol version string.
+pub const IDENTIFY_PROTOCOL: &str = "/kith/id/1.0.0";
+/// How long a direct-message request may take.
+pub const DM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an idle connection is kept.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub kad: kad::Behaviour<MemoryStore>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub dm: request_response::Behaviour<DmCodec>,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// Builds the swarm: TCP and QUIC, noise, yamux, and the behaviour above.
+pub fn build_swarm(key: Keypair, use_mdns: bool) -> Result<Swarm<Behaviour>> {
+    let net = |e: &dyn std::fmt::Display| Error::Network(e.to_string());
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| net(&e))?
+        .with_quic()
+        .with_behaviour(|key| {
+            let peer = key.public().to_peer_id();
+            let mut kcfg = kad::Config::new(KAD_PROTOCOL);
+            kcfg.set_record_filtering(kad::StoreInserts::FilterBoth)
+                .set_query_timeout(Duration::from_secs(10))
+                .set_publication_interval(None)
+                .set_replication_interval(Some(Duration::from_secs(600)));
+            let mut kad = kad::Behaviour::with_config(peer, MemoryStore::new(peer), kcfg);
+            // Answer DHT queries even on loopback and private networks.
+            kad.set_mode(Some(kad::Mode::Server));
+            let identify = identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
+                    .with_agent_version(format!("kith/{}", env!("CARGO_PKG_VERSION"))),
+            );
+            let dm = request_response::Behaviour::new(
+                [(DM_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(DM_TIMEOUT)
+                    .with_max_concurrent_streams(256),
+            );
+            let mdns = if use_mdns {
+                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
+            } else {
+                None
+            };
+            Ok(Behaviour {
+                kad,
+                identify,
+                ping: ping::Behaviour::default(),
+                dm,
+                mdns: mdns.into(),
+            })
+        })
+        .map_err(|e| net(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
+        .build();
+    Ok(swarm)
+}

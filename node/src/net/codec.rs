@@ -1,0 +1,100 @@
+//! The `/kith/dm/1.0.0` request-response codec: length-prefixed frames with hard limits.
+//!
+//! A request is `u32 BE length || envelope bytes` (at most [`MAX_DM_FRAME_BYTES`]); a response
+//! is `u32 BE length || postcard(DmResponse)` (at most [`MAX_DM_RESPONSE_BYTES`]). A frame that
+//! announces more than its limit is refused before anything is read or allocated.
+
+use std::io;
+
+use futures::prelude::*;
+use kith_protocol::limits::{MAX_DM_FRAME_BYTES, MAX_DM_RESPONSE_BYTES};
+use libp2p::StreamProtocol;
+use serde::{Deserialize, Serialize};
+
+/// Protocol name of direct messages.
+pub const DM_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/dm/1.0.0");
+
+/// The recipient's answer to a delivered envelope.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum DmResponse {
+    /// The recipient holds the envelope durably (or already held it: a duplicate is answered
+    /// the same way, so the sender stops retrying).
+    Accepted,
+    /// A permanent refusal, with the reason the recipient logged.
+    Rejected { reason: String },
+}
+
+/// Codec for `/kith/dm/1.0.0`.
+#[derive(Clone, Debug, Default)]
+pub struct DmCodec;
+
+/// Reads one length-prefixed frame of at most `limit` bytes.
+pub async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, limit: usize) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let n = u32::from_be_bytes(len) as usize;
+    if n > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {n} bytes over the limit of {limit}"),
+        ));
+    }
+    let mut buf = vec![0u8; n];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+/// Writes one length-prefixed frame.
+pub async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
+    let n = u32::try_from(bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    io.write_all(&n.to_be_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.close().await
+}
+
+impl libp2p::request_response::Codec for DmCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = DmResponse;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, MAX_DM_FRAME_BYTES).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<DmResponse>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let b = read_frame(io, MAX_DM_RESPONSE_BYTES).await?;
+        postcard::from_bytes(&b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Vec<u8>) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        if req.len() > MAX_DM_FRAME_BYTES {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "envelope over the frame limit"));
+        }
+        write_frame(io, &req).await
+    }
+
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: DmResponse) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let mut b = postcard::to_allocvec(&res)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if b.len() > MAX_DM_RESPONSE_BYTES {
+            // Keep responses within their limit: trim an over-long reason.
+            b = postcard::to_allocvec(&DmResponse::Rejected { reason: "rejected".into() })
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        }
+        write_frame(io, &b).await
+    }
+}

@@ -1,0 +1,189 @@
+//! Delivering the outbox: seal each entry for its recipient, send it, and retry with backoff
+//! and jitter until another node accepts it or it expires.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use kith_protocol::envelope;
+use kith_protocol::status::Status;
+use kith_protocol::PeerId;
+use libp2p::request_response::{OutboundFailure, OutboundRequestId};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::Multiaddr;
+use rand::Rng;
+
+use super::codec::DmResponse;
+use super::event_loop::EventLoop;
+use crate::events::Event;
+use crate::store::{OutKind, OutboxItem};
+
+/// Most requests in flight to one peer.
+const MAX_IN_FLIGHT_PER_PEER: usize = 64;
+/// First retry delay; doubles per failure up to the configured maximum.
+const RETRY_BASE: Duration = Duration::from_millis(500);
+
+impl EventLoop {
+    /// Looks at the whole outbox and moves every due entry forward.
+    pub(super) fn drive_outbox(&mut self) {
+        let items = match self.core.store.outbox_all() {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::error!("could not read the outbox: {e}");
+                return;
+            }
+        };
+        let now = self.core.clock.now();
+        let mut by_peer: BTreeMap<PeerId, Vec<(u64, OutboxItem)>> = BTreeMap::new();
+        for (key, item) in items {
+            if item.expires_at <= now {
+                self.expire(key, &item);
+                continue;
+            }
+            by_peer.entry(item.to).or_default().push((key, item));
+        }
+        for (peer, items) in by_peer {
+            self.drive_items(peer, items);
+        }
+    }
+
+    /// Drives only `peer`'s entries.
+    pub(super) fn drive_peer(&mut self, peer: PeerId) {
+        let items: Vec<(u64, OutboxItem)> = match self.core.store.outbox_all() {
+            Ok(i) => i.into_iter().filter(|(_, it)| it.to == peer).collect(),
+            Err(e) => {
+                tracing::error!("could not read the outbox: {e}");
+                return;
+            }
+        };
+        if let Some(st) = self.peers.get_mut(&peer) {
+            st.next_attempt = None;
+        }
+        self.drive_items(peer, items);
+    }
+
+    fn expire(&mut self, key: u64, item: &OutboxItem) {
+        if let Err(e) = self.core.store.outbox_remove(key) {
+            tracing::error!("could not remove an expired outbox entry: {e}");
+            return;
+        }
+        if item.kind == OutKind::Message {
+            tracing::warn!(id = %item.id, to = %item.to, "message expired undelivered");
+            if let Ok(Some(m)) = self.core.store.advance_status(&item.id, Status::Failed, Some("expired undelivered")) {
+                let _ = self.core.events.send(Event::receipt(&m));
+            }
+        }
+    }
+
+    fn drive_items(&mut self, peer: PeerId, items: Vec<(u64, OutboxItem)>) {
+        if items.is_empty() {
+            return;
+        }
+        let st = self.peer_state(peer);
+        if st.next_attempt.is_some_and(|t| t > Instant::now()) || st.lookup_started.is_some() {
+            return;
+        }
+        let stale = st.stale;
+        let now = self.core.clock.now();
+        let record = match self.core.store.record(&peer, now) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("could not read a peer record: {e}");
+                return;
+            }
+        };
+        let Some(record) = record.filter(|_| !stale) else {
+            self.start_lookup(peer);
+            return;
+        };
+        if !self.swarm.is_connected(&peer) {
+            let mut addrs: Vec<Multiaddr> = record.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+            if let Ok(Some(c)) = self.core.store.contact(&peer) {
+                addrs.extend(c.card_addrs.iter().filter_map(|a| a.parse().ok()));
+            }
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, "dial not started: {e}");
+            }
+        }
+        let mut in_flight = self.in_flight.values().filter(|(p, _)| *p == peer).count();
+        for (key, item) in items {
+            if in_flight >= MAX_IN_FLIGHT_PER_PEER {
+                break;
+            }
+            if self.in_flight_keys.contains(&key) {
+                continue;
+            }
+            let sealed = match envelope::seal_signed(&item.signed, item.id, &peer, &record.x25519, item.expires_at) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(id = %item.id, "could not seal: {e}");
+                    continue;
+                }
+            };
+            let rid = self.swarm.behaviour_mut().dm.send_request(&peer, sealed);
+            self.in_flight.insert(rid, (peer, key));
+            self.in_flight_keys.insert(key);
+            in_flight += 1;
+        }
+    }
+
+    pub(super) fn on_dm_response(&mut self, rid: OutboundRequestId, resp: DmResponse) {
+        let Some((peer, key)) = self.in_flight.remove(&rid) else { return };
+        self.in_flight_keys.remove(&key);
+        let st = self.peer_state(peer);
+        st.failures = 0;
+        st.stale = false;
+        st.next_attempt = None;
+        let item = match self.core.store.outbox_remove(key) {
+            Ok(Some(i)) => i,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!("could not update the outbox: {e}");
+                return;
+            }
+        };
+        if item.kind != OutKind::Message {
+            return;
+        }
+        let (status, reason) = match &resp {
+            DmResponse::Accepted => (Status::Sent, None),
+            DmResponse::Rejected { reason } => {
+                tracing::warn!(id = %item.id, %peer, "recipient refused the message: {reason}");
+                (Status::Failed, Some(format!("refused by recipient: {reason}")))
+            }
+        };
+        match self.core.store.advance_status(&item.id, status, reason.as_deref()) {
+            Ok(Some(m)) => {
+                let _ = self.core.events.send(Event::receipt(&m));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!("could not update a message status: {e}"),
+        }
+    }
+
+    pub(super) fn on_dm_failure(&mut self, rid: OutboundRequestId, peer: PeerId, error: &OutboundFailure) {
+        if let Some((_, key)) = self.in_flight.remove(&rid) {
+            self.in_flight_keys.remove(&key);
+        }
+        tracing::debug!(%peer, "delivery attempt failed: {error}");
+        let unreachable = matches!(error, OutboundFailure::DialFailure | OutboundFailure::UnsupportedProtocols);
+        self.peer_failed(peer, unreachable);
+    }
+
+    /// Backs off before the next attempt to `peer`; `stale` forces a fresh lookup first.
+    pub(super) fn peer_failed(&mut self, peer: PeerId, stale: bool) {
+        let max = self.core.cfg.retry_max;
+        let st = self.peer_state(peer);
+        if st.next_attempt.is_some_and(|t| t > Instant::now()) {
+            return; // already backing off for this round of failures
+        }
+        st.failures = st.failures.saturating_add(1);
+        st.stale |= stale;
+        let exp = RETRY_BASE.saturating_mul(1u32 << st.failures.min(16)).min(max);
+        let jitter = rand::thread_rng().gen_range(0.75..1.25);
+        st.next_attempt = Some(Instant::now() + exp.mul_f64(jitter));
+    }
+}

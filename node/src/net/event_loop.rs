@@ -1,0 +1,269 @@
+//! The event loop: the single owner of the Swarm.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kith_protocol::PeerId;
+use libp2p::kad::{self, QueryId, QueryResult};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, mdns, Multiaddr, Swarm};
+use tokio::sync::mpsc;
+
+use super::behaviour::{build_swarm, Behaviour, BehaviourEvent, KAD_PROTOCOL};
+use super::records::{Lookup, PeerState, PeerStates, Publisher};
+use super::{Command, NetInfo, PeerInfo, PeersInfo};
+use crate::events::Event;
+use crate::node::Core;
+use crate::{Error, Result};
+
+/// How often the loop looks at timers (retries, gaps, republication).
+const TICK: Duration = Duration::from_secs(1);
+
+pub(crate) struct EventLoop {
+    pub(super) swarm: Swarm<Behaviour>,
+    pub(super) core: Arc<Core>,
+    cmd_rx: mpsc::Receiver<Command>,
+    pub(super) peers: PeerStates,
+    pub(super) in_flight: HashMap<OutboundRequestId, (PeerId, u64)>,
+    pub(super) in_flight_keys: HashSet<u64>,
+    pub(super) lookups: HashMap<QueryId, Lookup>,
+    pub(super) publisher: Publisher,
+    bootstrap_peers: Vec<(PeerId, Multiaddr)>,
+}
+
+impl EventLoop {
+    pub(crate) async fn new(core: Arc<Core>, cmd_rx: mpsc::Receiver<Command>) -> Result<EventLoop> {
+        let mut swarm = build_swarm(core.identity.libp2p_keypair(), core.cfg.mdns)?;
+        let listen: Vec<Multiaddr> = if core.cfg.listen.is_empty() {
+            vec![
+                "/ip4/0.0.0.0/tcp/0".parse().map_err(|e| Error::Network(format!("{e}")))?,
+                "/ip4/0.0.0.0/udp/0/quic-v1".parse().map_err(|e| Error::Network(format!("{e}")))?,
+            ]
+        } else {
+            core.cfg.listen.clone()
+        };
+        for a in listen {
+            swarm
+                .listen_on(a.clone())
+                .map_err(|e| Error::Network(format!("cannot listen on {a}: {e}")))?;
+        }
+        let mut bootstrap_peers = vec![];
+        for a in &core.cfg.bootstrap {
+            if let Some(Protocol::P2p(peer)) = a.iter().last() {
+                let mut bare = a.clone();
+                bare.pop();
+                swarm.behaviour_mut().kad.add_address(&peer, bare.clone());
+                bootstrap_peers.push((peer, bare));
+            }
+            if let Err(e) = swarm.dial(a.clone()) {
+                tracing::warn!("cannot dial bootstrap address {a}: {e}");
+            }
+        }
+        let mut el = EventLoop {
+            swarm,
+            core,
+            cmd_rx,
+            peers: HashMap::new(),
+            in_flight: HashMap::new(),
+            in_flight_keys: HashSet::new(),
+            lookups: HashMap::new(),
+            publisher: Publisher::default(),
+            bootstrap_peers,
+        };
+        el.schedule_publish(Duration::from_millis(300));
+        Ok(el)
+    }
+
+    pub(super) fn peer_state(&mut self, peer: PeerId) -> &mut PeerState {
+        self.peers.entry(peer).or_default()
+    }
+
+    pub(crate) async fn run(mut self) {
+        // Messages held for ordering when the node stopped.
+        self.drain_held();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
+                cmd = self.cmd_rx.recv() => match cmd {
+                    Some(Command::Shutdown { reply }) => {
+                        let _ = reply.send(());
+                        break;
+                    }
+                    Some(c) => self.on_command(c),
+                    None => break,
+                },
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+        tracing::debug!("event loop stopped");
+    }
+
+    fn on_tick(&mut self) {
+        if self.publisher.due.is_some_and(|d| d <= Instant::now()) && self.publisher.in_flight.is_none() {
+            self.publish_record();
+        }
+        self.drain_held();
+        self.drive_outbox();
+    }
+
+    fn drain_held(&mut self) {
+        match self.core.store.senders_with_held() {
+            Ok(senders) => {
+                for s in senders {
+                    if let Err(e) = self.core.drain(&s) {
+                        tracing::error!("could not drain held messages: {e}");
+                    }
+                }
+            }
+            Err(e) => tracing::error!("could not read held messages: {e}"),
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Kick => self.drive_outbox(),
+            Command::Respond { channel, response } => {
+                if self.swarm.behaviour_mut().dm.send_response(channel, response).is_err() {
+                    tracing::debug!("could not answer a request: the connection is gone");
+                }
+            }
+            Command::NetInfo { reply } => {
+                let me = self.core.peer_id;
+                let listen_addrs = super::records::publishable(self.swarm.listeners().cloned())
+                    .into_iter()
+                    .filter_map(|a| a.parse::<Multiaddr>().ok())
+                    .map(|a| a.with(Protocol::P2p(me)))
+                    .collect();
+                let _ = reply.send(NetInfo { listen_addrs, relays: vec![] });
+            }
+            Command::Peers { reply } => {
+                let peers = self
+                    .swarm
+                    .connected_peers()
+                    .map(|p| PeerInfo { peer_id: p.to_string(), addrs: vec![] })
+                    .collect::<Vec<_>>();
+                let routing_table = self.swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum();
+                let _ = reply.send(PeersInfo { connected: peers.len(), routing_table, peers });
+            }
+            Command::AddAddresses { peer, addrs } => {
+                for a in addrs {
+                    self.swarm.add_peer_address(peer, a);
+                }
+            }
+            Command::Shutdown { reply } => {
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!("listening on {address}/p2p/{}", self.core.peer_id);
+                self.schedule_publish(Duration::from_millis(300));
+            }
+            SwarmEvent::ExpiredListenAddr { .. } => self.schedule_publish(Duration::from_millis(300)),
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
+                if num_established.get() == 1 {
+                    let _ = self.core.events.send(Event::Peer { peer_id: peer_id.to_string(), connected: true });
+                }
+                if self.bootstrap_peers.iter().any(|(p, _)| *p == peer_id) {
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
+                self.drive_peer(peer_id);
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+                if num_established == 0 {
+                    let _ = self.core.events.send(Event::Peer { peer_id: peer_id.to_string(), connected: false });
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
+                tracing::debug!(%peer, "dial failed: {error}");
+            }
+            SwarmEvent::Behaviour(b) => self.on_behaviour_event(b),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, ev: BehaviourEvent) {
+        match ev {
+            BehaviourEvent::Dm(e) => self.on_dm_event(e),
+            BehaviourEvent::Kad(e) => self.on_kad_event(e),
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                if info.protocols.contains(&KAD_PROTOCOL) {
+                    for a in info.listen_addrs {
+                        if !a.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+                            self.swarm.behaviour_mut().kad.add_address(&peer_id, a);
+                        }
+                    }
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
+                for (peer, addr) in list {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_dm_event(&mut self, ev: request_response::Event<Vec<u8>, super::codec::DmResponse>) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let core = self.core.clone();
+                    tokio::spawn(async move {
+                        if let Some(response) = crate::inbound::handle_envelope(&core, peer, request).await {
+                            let _ = core.cmd.send(Command::Respond { channel, response }).await;
+                        }
+                    });
+                }
+                request_response::Message::Response { request_id, response } => {
+                    self.on_dm_response(request_id, response);
+                }
+            },
+            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+                self.on_dm_failure(request_id, peer, &error);
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::warn!(from = %peer, "dropped inbound frame: {error}");
+                let _ = self.core.events.send(Event::Dropped { from: peer.to_string(), reason: error.to_string() });
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_kad_event(&mut self, ev: kad::Event) {
+        match ev {
+            kad::Event::OutboundQueryProgressed { id, result, step, .. } => match result {
+                QueryResult::GetRecord(r) => self.on_get_record(id, r, step.last),
+                QueryResult::PutRecord(r) => {
+                    if step.last || r.is_ok() {
+                        self.on_put_result(id, r.is_ok());
+                    }
+                }
+                _ => {}
+            },
+            kad::Event::InboundRequest { request: kad::InboundRequest::PutRecord { source, record: Some(rec), .. } } => {
+                self.on_inbound_put(source, rec);
+            }
+            kad::Event::RoutingUpdated { is_new_peer: true, .. } => {
+                // A record put before we knew any peer reached no one: try again soon.
+                if self.publisher.published_addrs.is_empty() || self.kad_size() <= 8 {
+                    self.schedule_publish(Duration::from_millis(500));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn kad_size(&mut self) -> usize {
+        self.swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum()
+    }
+}

@@ -1,0 +1,60 @@
+//! The network side: one event loop owns the Swarm; everything else talks to it through
+//! [`Command`]s on a bounded channel, each with a oneshot for its reply.
+
+pub mod behaviour;
+pub mod codec;
+mod delivery;
+mod event_loop;
+mod records;
+
+use kith_protocol::PeerId;
+use libp2p::request_response::ResponseChannel;
+use libp2p::Multiaddr;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+pub(crate) use event_loop::EventLoop;
+
+use codec::DmResponse;
+
+/// Capacity of the command channel to the event loop.
+pub const COMMAND_CAPACITY: usize = 256;
+
+/// What the event loop can be asked.
+pub(crate) enum Command {
+    /// The outbox changed: try to deliver now.
+    Kick,
+    /// Answer an inbound request once its envelope is stored.
+    Respond { channel: ResponseChannel<DmResponse>, response: DmResponse },
+    /// Listen addresses and relays.
+    NetInfo { reply: oneshot::Sender<NetInfo> },
+    /// Connected peers.
+    Peers { reply: oneshot::Sender<PeersInfo> },
+    /// Addresses learnt from a contact card.
+    AddAddresses { peer: PeerId, addrs: Vec<Multiaddr> },
+    /// Stop the loop.
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// This node's addresses.
+#[derive(Clone, Debug, Serialize)]
+pub struct NetInfo {
+    /// Listen addresses with the `/p2p/` suffix.
+    pub listen_addrs: Vec<Multiaddr>,
+    pub relays: Vec<PeerId>,
+}
+
+/// One connected peer.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerInfo {
+    pub peer_id: String,
+    pub addrs: Vec<String>,
+}
+
+/// Connected peers and the routing table size.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeersInfo {
+    pub connected: usize,
+    pub routing_table: usize,
+    pub peers: Vec<PeerInfo>,
+}

@@ -1,0 +1,219 @@
+//! Incoming payloads: deduplication by id, per-sender ordering, and receipts that wait for
+//! their message.
+
+use kith_protocol::ordering::{self, Held};
+use kith_protocol::payload::{Body, Payload, ReceiptKind};
+use kith_protocol::status::Status;
+use kith_protocol::{Identity, MessageId, PeerId, Timestamp};
+use serde::{Deserialize, Serialize};
+use sled::transaction::Transactional;
+
+use super::messages::StoredMessage;
+use super::{abort, dec, direct_prefix, enc, read_u64, u64_key, Store};
+use crate::Result;
+
+/// Most receipts kept for messages not (yet) known.
+const MAX_PENDING_RECEIPTS: usize = 10_000;
+
+/// The outcome of accepting a verified payload.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// New; stored durably once the caller flushes.
+    New,
+    /// Its id was seen before; nothing changed.
+    Replay,
+}
+
+#[derive(Serialize, Deserialize)]
+struct HeldMsg {
+    payload: Payload,
+    arrived: Timestamp,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PendingReceipt {
+    signer: PeerId,
+    kind: ReceiptKind,
+}
+
+/// Messages moved into history by a drain.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    pub messages: Vec<StoredMessage>,
+    /// When to drain this sender again (a gap is being waited for).
+    pub wake_at: Option<Timestamp>,
+}
+
+impl Store {
+    /// Records a verified payload. A sequenced body is held for ordering (see [`Store::drain`]);
+    /// a receipt is recorded as seen and returned for the caller to apply. The id check and the
+    /// insert are one transaction, so two copies arriving at once are accepted once.
+    pub fn accept(&self, p: &Payload, now: Timestamp) -> Result<Accepted> {
+        let prefix = direct_prefix(&p.sender);
+        let held_key = u64_key(&prefix, p.seq);
+        let sequenced = p.body.is_sequenced();
+        let held = if sequenced {
+            Some(enc(&HeldMsg { payload: p.clone(), arrived: now })?)
+        } else {
+            None
+        };
+        let r = (&self.seen, &self.held).transaction(|(seen, held_t)| {
+            if seen.get(p.id.0)?.is_some() {
+                return Ok(Accepted::Replay);
+            }
+            seen.insert(&p.id.0, &now.0.to_be_bytes())?;
+            if let Some(h) = &held {
+                held_t.insert(held_key.as_slice(), h.as_slice())?;
+            }
+            Ok(Accepted::New)
+        })?;
+        Ok(r)
+    }
+
+    /// Whether a payload id was seen before.
+    pub fn seen(&self, id: &MessageId) -> Result<bool> {
+        Ok(self.seen.contains_key(id.0)?)
+    }
+
+    /// Moves the held messages of `sender` that are due into history, in the sender's order,
+    /// and queues one signed delivered receipt for them in the same transaction.
+    /// Callers serialize drains (the node holds a lock), so a receipt lists exactly the
+    /// messages moved.
+    pub fn drain(
+        &self,
+        me: &Identity,
+        sender: &PeerId,
+        now: Timestamp,
+        gap_timeout_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Delivered> {
+        let prefix = direct_prefix(sender);
+        let held: Vec<(u64, HeldMsg)> = self
+            .held
+            .scan_prefix(&prefix)
+            .map(|r| -> Result<_> {
+                let (k, v) = r?;
+                let seq = k[prefix.len()..].try_into().map(u64::from_be_bytes).unwrap_or(0);
+                Ok((seq, dec::<HeldMsg>(&v)?))
+            })
+            .collect::<Result<_>>()?;
+        if held.is_empty() {
+            return Ok(Delivered::default());
+        }
+        let next = read_u64(self.seqstate.get(&prefix)?).max(1);
+        let marks: Vec<Held> =
+            held.iter().map(|(s, h)| Held { seq: *s, arrived: h.arrived }).collect();
+        let plan = ordering::plan(next, &marks, now, gap_timeout_ms);
+        for (a, b) in &plan.skipped {
+            tracing::warn!(%sender, first = a, last = b, "gap in sender's sequence skipped after waiting");
+        }
+        let mut out = Delivered { wake_at: plan.wake_at, messages: vec![] };
+        if plan.deliver.is_empty() {
+            return Ok(out);
+        }
+        let mut batch = vec![];
+        for seq in &plan.deliver {
+            let Some((_, h)) = held.iter().find(|(s, _)| s == seq) else { continue };
+            let local = self.next_id()?;
+            let p = &h.payload;
+            let text = match &p.body {
+                Body::Text { text } => Some(text.clone()),
+                _ => None,
+            };
+            let msg = StoredMessage {
+                id: p.id,
+                peer: p.sender,
+                outgoing: false,
+                from: p.sender,
+                text,
+                status: Status::Received,
+                reason: None,
+                // Sender clocks are not trusted: a time from the future is clamped to arrival.
+                sent_at: p.sent_at.min(h.arrived),
+                received_at: Some(h.arrived),
+                expires_at: p.expires_at,
+                seq: p.seq,
+            };
+            batch.push((u64_key(&prefix, *seq), u64_key(&prefix, local), msg));
+        }
+        let ids: Vec<MessageId> = batch.iter().map(|(_, _, m)| m.id).collect();
+        let receipt = self.receipt_item(me, *sender, ReceiptKind::Delivered, ids, now, ttl_ms)?;
+        let okey = self.next_id()?;
+        let new_next = plan.next_expected;
+        let moved = (&self.held, &self.messages, &self.msg_index, &self.seqstate, &self.outbox)
+            .transaction(|(held_t, messages, index, seqstate, outbox)| {
+                let mut moved = vec![];
+                for (hk, mk, msg) in &batch {
+                    // Another drain may have moved it already.
+                    if held_t.remove(hk.as_slice())?.is_none() {
+                        continue;
+                    }
+                    messages.insert(mk.as_slice(), enc(msg).map_err(abort)?)?;
+                    index.insert(&msg.id.0, mk.as_slice())?;
+                    moved.push(msg.clone());
+                }
+                let cur = read_u64(seqstate.get(&prefix)?);
+                if new_next > cur {
+                    seqstate.insert(prefix.as_slice(), &new_next.to_be_bytes())?;
+                }
+                if !moved.is_empty() {
+                    outbox.insert(&okey.to_be_bytes(), enc(&receipt).map_err(abort)?)?;
+                }
+                Ok(moved)
+            })?;
+        out.messages = moved;
+        Ok(out)
+    }
+
+    /// Senders that have held messages (to drain at start-up).
+    pub fn senders_with_held(&self) -> Result<Vec<PeerId>> {
+        let mut out: Vec<PeerId> = vec![];
+        for k in self.held.iter().keys() {
+            let k = k?;
+            if k.len() > 2 && k[0] == 0 {
+                let n = k[1] as usize;
+                if let Some(b) = k.get(2..2 + n) {
+                    if let Ok(p) = PeerId::from_bytes(b) {
+                        if !out.contains(&p) {
+                            out.push(p);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn keep_pending_receipt(
+        &self,
+        id: &MessageId,
+        signer: &PeerId,
+        kind: ReceiptKind,
+    ) -> Result<()> {
+        if self.pending_receipts.len() >= MAX_PENDING_RECEIPTS {
+            tracing::warn!(%id, "dropped receipt for an unknown message: too many pending");
+            return Ok(());
+        }
+        let mut list: Vec<PendingReceipt> = match self.pending_receipts.get(id.0)? {
+            Some(v) => dec(&v)?,
+            None => vec![],
+        };
+        list.push(PendingReceipt { signer: *signer, kind });
+        self.pending_receipts.insert(id.0, enc(&list)?)?;
+        tracing::debug!(%id, "kept a receipt for a message not known yet");
+        Ok(())
+    }
+
+    /// Applies receipts that arrived before message `id` was known.
+    pub fn apply_pending_receipts(&self, id: &MessageId) -> Result<Vec<StoredMessage>> {
+        let Some(v) = self.pending_receipts.remove(id.0)? else {
+            return Ok(vec![]);
+        };
+        let list: Vec<PendingReceipt> = dec(&v)?;
+        let mut changed = vec![];
+        for r in list {
+            changed.extend(self.apply_receipt(&r.signer, r.kind, &[*id])?);
+        }
+        Ok(changed)
+    }
+}

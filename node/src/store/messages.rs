@@ -1,0 +1,281 @@
+//! Conversation history: messages keyed by conversation and local arrival order.
+
+use kith_protocol::payload::{Body, Conversation, Payload, ReceiptKind};
+use kith_protocol::status::Status;
+use kith_protocol::{Identity, MessageId, PeerId, Timestamp};
+use serde::{Deserialize, Serialize};
+use sled::transaction::Transactional;
+
+use super::outbox::{OutKind, OutboxItem};
+use super::{abort, dec, direct_prefix, enc, read_u64, u64_key, Store};
+use crate::{Error, Result};
+
+/// A message in a conversation, incoming or outgoing.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub id: MessageId,
+    /// The other party of the one-to-one conversation.
+    pub peer: PeerId,
+    pub outgoing: bool,
+    pub from: PeerId,
+    pub text: Option<String>,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub sent_at: Timestamp,
+    pub received_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+    pub seq: u64,
+}
+
+/// An outgoing message prepared by [`Store::enqueue_text`].
+pub struct Enqueued {
+    pub message: StoredMessage,
+    pub outbox_key: u64,
+}
+
+impl Store {
+    /// Signs a text to `to`, and stores it with its outbox entry in one transaction.
+    /// The caller flushes before telling the user it was accepted.
+    pub fn enqueue_text(
+        &self,
+        me: &Identity,
+        to: PeerId,
+        text: String,
+        now: Timestamp,
+        ttl_ms: u64,
+    ) -> Result<Enqueued> {
+        kith_protocol::text::check_text(&text).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let prefix = direct_prefix(&to);
+        let id = MessageId::random();
+        let local = self.next_id()?;
+        let outbox_key = self.next_id()?;
+        let msg_key = u64_key(&prefix, local);
+        let res = (&self.messages, &self.msg_index, &self.outbox, &self.outseq).transaction(
+            |(messages, index, outbox, outseq)| {
+                let seq = read_u64(outseq.get(&prefix)?) + 1;
+                outseq.insert(prefix.as_slice(), &seq.to_be_bytes())?;
+                let payload = Payload {
+                    sender: me.peer_id(),
+                    recipient: to,
+                    id,
+                    conversation: Conversation::Direct,
+                    seq,
+                    sent_at: now,
+                    expires_at: None,
+                    body: Body::Text { text: text.clone() },
+                };
+                let signed = payload.sign(me).map_err(|e| abort(e.into()))?;
+                let msg = StoredMessage {
+                    id,
+                    peer: to,
+                    outgoing: true,
+                    from: me.peer_id(),
+                    text: Some(text.clone()),
+                    status: Status::Queued,
+                    reason: None,
+                    sent_at: now,
+                    received_at: None,
+                    expires_at: None,
+                    seq,
+                };
+                let item = OutboxItem {
+                    id,
+                    to,
+                    signed,
+                    kind: OutKind::Message,
+                    created_at: now,
+                    expires_at: now.plus_ms(ttl_ms),
+                };
+                messages.insert(msg_key.as_slice(), enc(&msg).map_err(abort)?)?;
+                index.insert(&id.0, msg_key.as_slice())?;
+                outbox.insert(&outbox_key.to_be_bytes(), enc(&item).map_err(abort)?)?;
+                Ok(msg)
+            },
+        )?;
+        Ok(Enqueued { message: res, outbox_key })
+    }
+
+    /// The message with `id`, if stored.
+    pub fn message(&self, id: &MessageId) -> Result<Option<StoredMessage>> {
+        let Some(key) = self.msg_index.get(id.0)? else {
+            return Ok(None);
+        };
+        self.messages.get(key)?.map(|v| dec(&v)).transpose()
+    }
+
+    /// The conversation with `peer`, oldest first; with `limit`, only the last `limit`.
+    pub fn history(&self, peer: &PeerId, limit: Option<usize>) -> Result<Vec<StoredMessage>> {
+        let prefix = direct_prefix(peer);
+        let mut out: Vec<StoredMessage> = match limit {
+            Some(n) => {
+                let mut v: Vec<StoredMessage> = self
+                    .messages
+                    .scan_prefix(&prefix)
+                    .values()
+                    .rev()
+                    .take(n)
+                    .map(|r| dec(&r?))
+                    .collect::<Result<_>>()?;
+                v.reverse();
+                v
+            }
+            None => self.messages.scan_prefix(&prefix).values().map(|r| dec(&r?)).collect::<Result<_>>()?,
+        };
+        out.shrink_to_fit();
+        Ok(out)
+    }
+
+    /// Moves an outgoing message's status forward (never backwards), recording `reason` for
+    /// `failed`. Returns the new status if it changed.
+    pub fn advance_status(
+        &self,
+        id: &MessageId,
+        to: Status,
+        reason: Option<&str>,
+    ) -> Result<Option<StoredMessage>> {
+        let Some(key) = self.msg_index.get(id.0)? else {
+            return Ok(None);
+        };
+        let res = self.messages.transaction(|messages| {
+            let Some(v) = messages.get(&key)? else {
+                return Ok(None);
+            };
+            let mut m: StoredMessage = dec(&v).map_err(abort)?;
+            match m.status.advance(to) {
+                Some(s) => {
+                    m.status = s;
+                    if s == Status::Failed {
+                        m.reason = reason.map(str::to_string);
+                    }
+                    messages.insert(&key, enc(&m).map_err(abort)?)?;
+                    Ok(Some(m))
+                }
+                None => Ok(None),
+            }
+        })?;
+        Ok(res)
+    }
+
+    /// Applies a signed receipt from `signer`: only messages that `signer` was the recipient of
+    /// are touched. Receipts for unknown ids are kept and applied when the message appears.
+    /// Returns the messages whose status changed.
+    pub fn apply_receipt(
+        &self,
+        signer: &PeerId,
+        kind: ReceiptKind,
+        ids: &[MessageId],
+    ) -> Result<Vec<StoredMessage>> {
+        let mut changed = vec![];
+        for id in ids {
+            match self.message(id)? {
+                Some(m) if m.outgoing && m.peer == *signer => {
+                    if let Some(m) = self.advance_status(id, Status::from_receipt(kind), None)? {
+                        changed.push(m);
+                    }
+                }
+                Some(_) => {
+                    tracing::warn!(%id, %signer, "dropped receipt: signer is not the recipient");
+                }
+                None => self.keep_pending_receipt(id, signer, kind)?,
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Marks all `received` incoming messages from `peer` as read, and queues one signed read
+    /// receipt per batch, in the same transaction. Returns the ids marked.
+    pub fn mark_read(
+        &self,
+        me: &Identity,
+        peer: &PeerId,
+        now: Timestamp,
+        ttl_ms: u64,
+    ) -> Result<Vec<MessageId>> {
+        let prefix = direct_prefix(peer);
+        let unread: Vec<(sled::IVec, StoredMessage)> = self
+            .messages
+            .scan_prefix(&prefix)
+            .map(|r| -> Result<_> {
+                let (k, v) = r?;
+                Ok((k, dec::<StoredMessage>(&v)?))
+            })
+            .filter(|r| !matches!(r, Ok((_, m)) if m.outgoing || m.status != Status::Received))
+            .collect::<Result<_>>()?;
+        let mut marked = vec![];
+        for chunk in unread.chunks(kith_protocol::limits::MAX_RECEIPT_IDS) {
+            let ids: Vec<MessageId> = chunk.iter().map(|(_, m)| m.id).collect();
+            let receipt = self.receipt_item(me, *peer, ReceiptKind::Read, ids.clone(), now, ttl_ms)?;
+            let okey = self.next_id()?;
+            (&self.messages, &self.outbox).transaction(|(messages, outbox)| {
+                for (k, m) in chunk {
+                    let mut m = m.clone();
+                    m.status = Status::ReadIn;
+                    messages.insert(k, enc(&m).map_err(abort)?)?;
+                }
+                outbox.insert(&okey.to_be_bytes(), enc(&receipt).map_err(abort)?)?;
+                Ok(())
+            })?;
+            marked.extend(ids);
+        }
+        Ok(marked)
+    }
+
+    /// Number of unread incoming messages from `peer`.
+    pub fn unread_count(&self, peer: &PeerId) -> Result<usize> {
+        let mut n = 0;
+        for v in self.messages.scan_prefix(direct_prefix(peer)).values() {
+            let m: StoredMessage = dec(&v?)?;
+            if !m.outgoing && m.status == Status::Received {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Peers we have a conversation with.
+    pub fn conversation_peers(&self) -> Result<Vec<PeerId>> {
+        let mut out: Vec<PeerId> = vec![];
+        for k in self.outseq.iter().keys().chain(self.seqstate.iter().keys()) {
+            let k = k?;
+            if k.len() > 2 && k[0] == 0 {
+                if let Ok(p) = PeerId::from_bytes(&k[2..]) {
+                    if !out.contains(&p) {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A signed receipt ready for the outbox.
+    pub(crate) fn receipt_item(
+        &self,
+        me: &Identity,
+        to: PeerId,
+        kind: ReceiptKind,
+        ids: Vec<MessageId>,
+        now: Timestamp,
+        ttl_ms: u64,
+    ) -> Result<OutboxItem> {
+        let id = MessageId::random();
+        let payload = Payload {
+            sender: me.peer_id(),
+            recipient: to,
+            id,
+            conversation: Conversation::Direct,
+            seq: 0,
+            sent_at: now,
+            expires_at: None,
+            body: Body::Receipt { kind, ids },
+        };
+        Ok(OutboxItem {
+            id,
+            to,
+            signed: payload.sign(me)?,
+            kind: OutKind::Receipt,
+            created_at: now,
+            expires_at: now.plus_ms(ttl_ms),
+        })
+    }
+}

@@ -1,0 +1,182 @@
+//! The node's sled store: one tree per concern, a schema version, and typed helpers.
+//!
+//! Write policy: every change that another node or the user relies on is one sled transaction,
+//! and the store is flushed to disk (fsync) before the node acknowledges it to anyone:
+//! `send` returns only after its message and outbox entry are flushed, and an inbound envelope
+//! is acknowledged only after it is flushed. Everything else relies on sled's periodic flush
+//! (every 500 ms) and is recomputed or retried after a crash.
+
+mod contacts;
+mod inbox;
+mod messages;
+mod outbox;
+
+use std::path::{Path, PathBuf};
+
+use kith_protocol::PeerId;
+use serde::{de::DeserializeOwned, Serialize};
+
+pub use contacts::Contact;
+pub use inbox::{Accepted, Delivered};
+pub use messages::StoredMessage;
+pub use outbox::{OutKind, OutboxItem};
+
+use crate::{Error, Result};
+
+/// The schema version this kith writes.
+pub const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_KEY: &[u8] = b"schema_version";
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: sled::Db,
+    path: PathBuf,
+    meta: sled::Tree,
+    contacts: sled::Tree,
+    records: sled::Tree,
+    messages: sled::Tree,
+    msg_index: sled::Tree,
+    outbox: sled::Tree,
+    seen: sled::Tree,
+    held: sled::Tree,
+    seqstate: sled::Tree,
+    outseq: sled::Tree,
+    pending_receipts: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`, checking and migrating its schema.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Store> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    Error::AlreadyRunning(path.to_path_buf())
+                }
+                other => Error::Store(other),
+            })?;
+        let t = |name: &str| db.open_tree(name);
+        let store = Store {
+            meta: t("meta")?,
+            contacts: t("contacts")?,
+            records: t("records")?,
+            messages: t("messages")?,
+            msg_index: t("msg_index")?,
+            outbox: t("outbox")?,
+            seen: t("seen")?,
+            held: t("held")?,
+            seqstate: t("seqstate")?,
+            outseq: t("outseq")?,
+            pending_receipts: t("pending_receipts")?,
+            path: path.to_path_buf(),
+            db,
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    fn check_schema(&self) -> Result<()> {
+        match self.meta.get(SCHEMA_KEY)? {
+            None => {
+                self.meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+                self.db.flush()?;
+                Ok(())
+            }
+            Some(v) => {
+                let found = v
+                    .as_ref()
+                    .try_into()
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| Error::InvalidInput("corrupt schema version".into()))?;
+                if found > SCHEMA_VERSION {
+                    return Err(Error::StoreTooNew {
+                        path: self.path.clone(),
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                // Versions below SCHEMA_VERSION would be migrated here, one step at a time.
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes a schema version (tests use it to simulate a store from another version).
+    pub fn set_schema_version_for_tests(&self, v: u32) -> Result<()> {
+        self.meta.insert(SCHEMA_KEY, &v.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Makes everything written so far durable.
+    pub async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Makes everything written so far durable (blocking).
+    pub fn flush_blocking(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// A fresh id, strictly greater than any before (across restarts).
+    pub(crate) fn next_id(&self) -> Result<u64> {
+        Ok(self.db.generate_id()?)
+    }
+}
+
+/// Encodes a stored value.
+pub(crate) fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    Ok(postcard::to_allocvec(v)?)
+}
+
+/// Decodes a stored value.
+pub(crate) fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
+    Ok(postcard::from_bytes(b)?)
+}
+
+/// Key prefix of a one-to-one conversation with `peer`: tag 0, length, PeerId bytes.
+pub(crate) fn direct_prefix(peer: &PeerId) -> Vec<u8> {
+    let b = peer.to_bytes();
+    let mut k = Vec::with_capacity(2 + b.len());
+    k.push(0);
+    k.push(b.len() as u8);
+    k.extend_from_slice(&b);
+    k
+}
+
+pub(crate) fn u64_key(prefix: &[u8], n: u64) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
+pub(crate) fn read_u64(v: Option<sled::IVec>) -> u64 {
+    v.and_then(|b| b.as_ref().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0)
+}
+
+/// Converts an error raised inside a transaction closure.
+pub(crate) fn abort(e: Error) -> sled::transaction::ConflictableTransactionError<Error> {
+    sled::transaction::ConflictableTransactionError::Abort(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newer_schema_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        s.set_schema_version_for_tests(SCHEMA_VERSION + 1).unwrap();
+        drop(s);
+        let err = Store::open(dir.path(), 1 << 20).unwrap_err();
+        assert!(matches!(err, Error::StoreTooNew { found, .. } if found == SCHEMA_VERSION + 1));
+        assert!(err.to_string().contains("upgrade kith"));
+    }
+}
