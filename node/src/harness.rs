@@ -1,0 +1,160 @@
+//! Starting many real nodes in one process, on loopback, in temporary homes.
+//!
+//! Used by the tests/ scenarios and by `kith demo`. Each node is a real kith node: real
+//! libp2p over TCP on 127.0.0.1, a real sled store in its own home, no mDNS. Nodes share one
+//! [`ManualClock`] so a test can move time forward.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kith_protocol::PeerId;
+use libp2p::Multiaddr;
+
+use crate::clock::ManualClock;
+use crate::{home, Config, Error, Handle, Node, Result};
+
+/// One node of a [`Harness`].
+pub struct SimNode {
+    pub name: String,
+    pub home: PathBuf,
+    pub peer_id: PeerId,
+    node: Option<Node>,
+    handle: Option<Handle>,
+}
+
+impl SimNode {
+    /// The running node's handle. Panics in tests only if the node is stopped.
+    pub fn handle(&self) -> Option<&Handle> {
+        self.handle.as_ref()
+    }
+    pub fn is_running(&self) -> bool {
+        self.node.is_some()
+    }
+}
+
+/// A set of nodes on loopback.
+pub struct Harness {
+    dir: tempfile::TempDir,
+    pub clock: ManualClock,
+    pub nodes: Vec<SimNode>,
+    bootstrap: Vec<Multiaddr>,
+    /// Adjusts every node's config before it starts.
+    pub tweak: fn(crate::ConfigBuilder) -> crate::ConfigBuilder,
+}
+
+impl Harness {
+    pub fn new() -> Result<Harness> {
+        let dir = tempfile::Builder::new()
+            .prefix("kith-harness-")
+            .tempdir()
+            .map_err(|e| Error::io("creating a temporary directory", e))?;
+        Ok(Harness { dir, clock: ManualClock::new(), nodes: vec![], bootstrap: vec![], tweak: |b| b })
+    }
+
+    /// The directory that holds every node's home.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Creates and starts a node. The first node added becomes everyone's bootstrap node.
+    pub async fn add(&mut self, name: &str) -> Result<usize> {
+        let home = self.dir.path().join(name);
+        let info = home::init(&home, Some(name))?;
+        self.nodes.push(SimNode { name: name.into(), home, peer_id: info.peer_id, node: None, handle: None });
+        let i = self.nodes.len() - 1;
+        self.start(i).await?;
+        if self.bootstrap.is_empty() {
+            let a = self.listen_addr(i).await?;
+            self.bootstrap.push(a);
+        }
+        Ok(i)
+    }
+
+    /// Starts node `i` again (after [`Harness::stop`] or [`Harness::kill`]).
+    pub async fn start(&mut self, i: usize) -> Result<()> {
+        let n = &mut self.nodes[i];
+        if n.node.is_some() {
+            return Ok(());
+        }
+        let mut b = Config::builder(n.home.clone())
+            .listen(vec!["/ip4/127.0.0.1/tcp/0".parse().map_err(|e| Error::Network(format!("{e}")))?])
+            .bootstrap(self.bootstrap.clone())
+            .mdns(false)
+            .api(false)
+            .clock(std::sync::Arc::new(self.clock.clone()));
+        b = (self.tweak)(b);
+        let node = Node::start(b.build()?).await?;
+        n.handle = Some(node.handle());
+        n.node = Some(node);
+        Ok(())
+    }
+
+    /// Stops node `i` cleanly.
+    pub async fn stop(&mut self, i: usize) -> Result<()> {
+        self.nodes[i].handle = None;
+        if let Some(node) = self.nodes[i].node.take() {
+            node.shutdown().await?;
+        }
+        Ok(())
+    }
+
+    /// Stops node `i` abruptly: its tasks are aborted with no shutdown and no final flush,
+    /// as close to kill -9 as one process allows.
+    pub async fn kill(&mut self, i: usize) {
+        self.nodes[i].handle = None;
+        if let Some(node) = self.nodes[i].node.take() {
+            drop(node);
+        }
+        // Let aborted tasks release the store's lock.
+        for _ in 0..50 {
+            if sled::Config::new().path(self.nodes[i].home.join(home::STORE_DIR)).open().is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn handle(&self, i: usize) -> Result<Handle> {
+        self.nodes[i].handle.clone().ok_or(Error::ShuttingDown)
+    }
+
+    pub fn peer_id(&self, i: usize) -> PeerId {
+        self.nodes[i].peer_id
+    }
+
+    /// Node `i`'s first loopback listen address, with `/p2p/`.
+    pub async fn listen_addr(&self, i: usize) -> Result<Multiaddr> {
+        let h = self.handle(i)?;
+        wait_for(Duration::from_secs(10), || async {
+            h.net_info().await.ok().and_then(|n| n.listen_addrs.into_iter().next())
+        })
+        .await
+        .ok_or_else(|| Error::Network("node has no listen address".into()))
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(mut self) {
+        for i in 0..self.nodes.len() {
+            let _ = self.stop(i).await;
+        }
+    }
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or `timeout` passes.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
