@@ -36,6 +36,9 @@ use crate::local::UpRequest;
 use crate::message::{SendRequest, WaitFor};
 use crate::output::Out;
 
+/// The longest `send --wait` may wait, as the API allows (docs/api.md, `message.wait`).
+const MAX_WAIT_SECS: u64 = 86_400;
+
 /// kith: a peer-to-peer, end-to-end encrypted messenger.
 ///
 /// Exit codes: 0 success; 1 accepted but not reached (a --wait that timed out, a message that
@@ -110,8 +113,9 @@ enum Command {
         /// Return only once the message is sent, delivered or read (exit 1 if not in time).
         #[arg(long, value_enum, value_name = "STATUS")]
         wait: Option<WaitFor>,
-        /// How long --wait waits, in seconds.
-        #[arg(long, value_name = "SECS", default_value_t = 30, requires = "wait")]
+        /// How long --wait waits, in seconds (at most a day).
+        #[arg(long, value_name = "SECS", default_value_t = 30, requires = "wait",
+              value_parser = clap::value_parser!(u64).range(0..=MAX_WAIT_SECS))]
         timeout: u64,
     },
     /// Show a conversation, oldest first.
@@ -288,6 +292,17 @@ mod tests {
             })
         ));
         assert!(Cli::try_parse_from(["kith", "send", "bob"]).is_err());
+        let too_long = [
+            "kith",
+            "send",
+            "bob",
+            "hi",
+            "--wait",
+            "sent",
+            "--timeout",
+            "86401",
+        ];
+        assert!(Cli::try_parse_from(too_long).is_err());
         assert!(Cli::try_parse_from(["kith", "send", "bob", "--image", "x.png"]).is_ok());
         assert!(Cli::try_parse_from(["kith", "send", "bob", "hi", "--expire", "soon"]).is_err());
         assert!(Cli::try_parse_from(["kith", "send", "bob", "hi", "--expire", "7d"]).is_ok());
