@@ -127,13 +127,19 @@ impl ConfigBuilder {
             return Err(Error::InvalidInput("the home directory is empty".into()));
         }
         if c.message_ttl < Duration::from_secs(1) {
-            return Err(Error::InvalidInput("message ttl must be at least 1 s".into()));
+            return Err(Error::InvalidInput(
+                "message ttl must be at least 1 s".into(),
+            ));
         }
         if c.retry_max < Duration::from_millis(100) {
-            return Err(Error::InvalidInput("retry_max must be at least 100 ms".into()));
+            return Err(Error::InvalidInput(
+                "retry_max must be at least 100 ms".into(),
+            ));
         }
         if c.cache_bytes < 1024 * 1024 {
-            return Err(Error::InvalidInput("the store cache must be at least 1 MiB".into()));
+            return Err(Error::InvalidInput(
+                "the store cache must be at least 1 MiB".into(),
+            ));
         }
         for a in c.listen.iter().chain(&c.bootstrap).chain(&c.use_relays) {
             if a.iter().next().is_none() {

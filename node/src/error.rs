@@ -20,10 +20,17 @@ pub enum Error {
     UnknownTarget(String),
     /// A target that names several contacts.
     #[error("ambiguous target '{target}': it names {} contacts", candidates.len())]
-    Ambiguous { target: String, candidates: Vec<(String, String)> },
+    Ambiguous {
+        target: String,
+        candidates: Vec<(String, String)>,
+    },
     /// The store on disk was written by a newer kith.
     #[error("the store in {path} has schema version {found}, newer than this kith supports ({supported}); upgrade kith")]
-    StoreTooNew { path: PathBuf, found: u32, supported: u32 },
+    StoreTooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     /// Another node already runs in this home.
     #[error("another kith node is already running in {0}")]
     AlreadyRunning(PathBuf),
@@ -41,7 +48,10 @@ pub enum Error {
     Protocol(#[from] kith_protocol::Error),
     /// File system or socket failure.
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     /// The network layer failed to start.
     #[error("network: {0}")]
     Network(String),
@@ -52,7 +62,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

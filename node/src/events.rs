@@ -22,7 +22,11 @@ pub enum Event {
         received_at: String,
     },
     /// An outgoing message's status changed.
-    Receipt { conversation: String, id: String, status: String },
+    Receipt {
+        conversation: String,
+        id: String,
+        status: String,
+    },
     /// A connection to a peer opened or closed.
     Peer { peer_id: String, connected: bool },
     /// Something from the network was dropped, with the reason that was logged.

@@ -49,7 +49,13 @@ impl Harness {
             .prefix("kith-harness-")
             .tempdir()
             .map_err(|e| Error::io("creating a temporary directory", e))?;
-        Ok(Harness { dir, clock: ManualClock::new(), nodes: vec![], bootstrap: vec![], tweak: |b| b })
+        Ok(Harness {
+            dir,
+            clock: ManualClock::new(),
+            nodes: vec![],
+            bootstrap: vec![],
+            tweak: |b| b,
+        })
     }
 
     /// The directory that holds every node's home.
@@ -61,7 +67,13 @@ impl Harness {
     pub async fn add(&mut self, name: &str) -> Result<usize> {
         let home = self.dir.path().join(name);
         let info = home::init(&home, Some(name))?;
-        self.nodes.push(SimNode { name: name.into(), home, peer_id: info.peer_id, node: None, handle: None });
+        self.nodes.push(SimNode {
+            name: name.into(),
+            home,
+            peer_id: info.peer_id,
+            node: None,
+            handle: None,
+        });
         let i = self.nodes.len() - 1;
         self.start(i).await?;
         if self.bootstrap.is_empty() {
@@ -78,7 +90,9 @@ impl Harness {
             return Ok(());
         }
         let mut b = Config::builder(n.home.clone())
-            .listen(vec!["/ip4/127.0.0.1/tcp/0".parse().map_err(|e| Error::Network(format!("{e}")))?])
+            .listen(vec!["/ip4/127.0.0.1/tcp/0"
+                .parse()
+                .map_err(|e| Error::Network(format!("{e}")))?])
             .bootstrap(self.bootstrap.clone())
             .mdns(false)
             .api(false)
@@ -108,7 +122,11 @@ impl Harness {
         }
         // Let aborted tasks release the store's lock.
         for _ in 0..50 {
-            if sled::Config::new().path(self.nodes[i].home.join(home::STORE_DIR)).open().is_ok() {
+            if sled::Config::new()
+                .path(self.nodes[i].home.join(home::STORE_DIR))
+                .open()
+                .is_ok()
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -127,7 +145,10 @@ impl Harness {
     pub async fn listen_addr(&self, i: usize) -> Result<Multiaddr> {
         let h = self.handle(i)?;
         wait_for(Duration::from_secs(10), || async {
-            h.net_info().await.ok().and_then(|n| n.listen_addrs.into_iter().next())
+            h.net_info()
+                .await
+                .ok()
+                .and_then(|n| n.listen_addrs.into_iter().next())
         })
         .await
         .ok_or_else(|| Error::Network("node has no listen address".into()))

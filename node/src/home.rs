@@ -57,7 +57,11 @@ pub fn init(home: &Path, name: Option<&str>) -> Result<InitInfo> {
     if let Some(n) = name {
         write_secret(&home.join(NAME_FILE), n.as_bytes())?;
     }
-    Ok(InitInfo { peer_id: id.peer_id(), name: name.map(str::to_string), home: home.to_path_buf() })
+    Ok(InitInfo {
+        peer_id: id.peer_id(),
+        name: name.map(str::to_string),
+        home: home.to_path_buf(),
+    })
 }
 
 /// Loads the identity of `home`.
@@ -123,7 +127,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("h");
         let info = init(&home, Some("alice")).unwrap();
-        assert!(matches!(init(&home, None), Err(Error::AlreadyInitialized(_))));
+        assert!(matches!(
+            init(&home, None),
+            Err(Error::AlreadyInitialized(_))
+        ));
         for f in [IDENTITY_FILE, X25519_FILE] {
             let mode = fs::metadata(home.join(f)).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{f}");
@@ -136,7 +143,10 @@ mod tests {
     fn invisible_name_is_refused_before_anything_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("h");
-        assert!(matches!(init(&home, Some("\u{200b}")), Err(Error::InvalidInput(_))));
+        assert!(matches!(
+            init(&home, Some("\u{200b}")),
+            Err(Error::InvalidInput(_))
+        ));
         assert!(!is_initialized(&home));
     }
 }

@@ -12,7 +12,7 @@ use kith_protocol::payload::Body;
 use kith_protocol::PeerId;
 
 use crate::events::Event;
-use crate::net::codec::DmResponse;
+use crate::net::codec::{DmResponse, Frame};
 use crate::node::Core;
 use crate::store::Accepted;
 use crate::Result;
@@ -20,9 +20,17 @@ use crate::Result;
 /// Clock skew tolerated when checking an envelope's expiry.
 const EXPIRY_SKEW_MS: u64 = 10 * 60 * 1000;
 
-/// Processes one envelope from `from`. `None` means an internal failure: the request is left
+/// Processes one frame from `from`. `None` means an internal failure: the request is left
 /// unanswered so the sender retries.
-pub(crate) async fn handle_envelope(core: &Arc<Core>, from: PeerId, bytes: Vec<u8>) -> Option<DmResponse> {
+pub(crate) async fn handle_frame(
+    core: &Arc<Core>,
+    from: PeerId,
+    frame: Frame,
+) -> Option<DmResponse> {
+    let bytes = match frame {
+        Frame::Envelope(b) => b,
+        Frame::Invalid(reason) => return Some(drop_it(core, from, reason)),
+    };
     match process(core, from, &bytes).await {
         Ok(r) => Some(r),
         Err(e) => {
@@ -34,7 +42,10 @@ pub(crate) async fn handle_envelope(core: &Arc<Core>, from: PeerId, bytes: Vec<u
 
 fn drop_it(core: &Core, from: PeerId, reason: String) -> DmResponse {
     tracing::warn!(%from, "dropped envelope: {reason}");
-    let _ = core.events.send(Event::Dropped { from: from.to_string(), reason: reason.clone() });
+    let _ = core.events.send(Event::Dropped {
+        from: from.to_string(),
+        reason: reason.clone(),
+    });
     DmResponse::Rejected { reason }
 }
 
@@ -45,11 +56,18 @@ async fn process(core: &Arc<Core>, from: PeerId, bytes: &[u8]) -> Result<DmRespo
     };
     let now = core.clock.now();
     if env.expires_at.0.saturating_add(EXPIRY_SKEW_MS) < now.0 {
-        return Ok(drop_it(core, from, kith_protocol::Error::Expired.to_string()));
+        return Ok(drop_it(
+            core,
+            from,
+            kith_protocol::Error::Expired.to_string(),
+        ));
     }
     if core.store.seen(&env.id)? {
         tracing::warn!(%from, id = %env.id, "dropped envelope: replay of an id already received");
-        let _ = core.events.send(Event::Dropped { from: from.to_string(), reason: "replay".into() });
+        let _ = core.events.send(Event::Dropped {
+            from: from.to_string(),
+            reason: "replay".into(),
+        });
         return Ok(DmResponse::Accepted);
     }
     let opened = match envelope::open(&core.identity, env) {
@@ -66,7 +84,10 @@ async fn process(core: &Arc<Core>, from: PeerId, bytes: &[u8]) -> Result<DmRespo
     }
     if core.store.accept(&p, now)? == Accepted::Replay {
         tracing::warn!(%from, id = %p.id, "dropped envelope: replay of an id already received");
-        let _ = core.events.send(Event::Dropped { from: from.to_string(), reason: "replay".into() });
+        let _ = core.events.send(Event::Dropped {
+            from: from.to_string(),
+            reason: "replay".into(),
+        });
         return Ok(DmResponse::Accepted);
     }
     core.store.flush().await?;

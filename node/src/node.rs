@@ -101,7 +101,11 @@ impl Node {
             None
         };
         tracing::info!(peer_id = %handle.core.peer_id, home = %cfg.home.display(), "kith node started");
-        Ok(Node { handle, event_loop: Some(event_loop), api })
+        Ok(Node {
+            handle,
+            event_loop: Some(event_loop),
+            api,
+        })
     }
 
     pub fn handle(&self) -> Handle {
@@ -118,7 +122,14 @@ impl Node {
             api.stop().await;
         }
         let (tx, rx) = oneshot::channel();
-        if self.handle.core.cmd.send(Command::Shutdown { reply: tx }).await.is_ok() {
+        if self
+            .handle
+            .core
+            .cmd
+            .send(Command::Shutdown { reply: tx })
+            .await
+            .is_ok()
+        {
             let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
         }
         if let Some(el) = self.event_loop.take() {
@@ -166,7 +177,11 @@ impl Handle {
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.core.cmd.send(make(tx)).await.map_err(|_| Error::ShuttingDown)?;
+        self.core
+            .cmd
+            .send(make(tx))
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
         rx.await.map_err(|_| Error::ShuttingDown)
     }
 
@@ -199,13 +214,19 @@ impl Handle {
         if card.peer_id == self.core.peer_id {
             return Err(Error::InvalidInput("that is this node's own PeerId".into()));
         }
-        let name = name.or_else(|| card.name.clone().filter(|n| kith_protocol::text::check_name(n).is_ok()));
+        let name = name.or_else(|| {
+            card.name
+                .clone()
+                .filter(|n| kith_protocol::text::check_name(n).is_ok())
+        });
         let existing = self.core.store.contact(&card.peer_id)?;
         let c = Contact {
             peer_id: card.peer_id,
             name: name.or(existing.as_ref().and_then(|e| e.name.clone())),
             verified: existing.as_ref().is_some_and(|e| e.verified),
-            added_at: existing.as_ref().map_or(self.core.clock.now(), |e| e.added_at),
+            added_at: existing
+                .as_ref()
+                .map_or(self.core.clock.now(), |e| e.added_at),
             card_addrs: if card.addrs.is_empty() {
                 existing.map(|e| e.card_addrs).unwrap_or_default()
             } else {
@@ -216,7 +237,14 @@ impl Handle {
         self.core.store.flush().await?;
         let addrs: Vec<Multiaddr> = c.card_addrs.iter().filter_map(|a| a.parse().ok()).collect();
         if !addrs.is_empty() {
-            let _ = self.core.cmd.send(Command::AddAddresses { peer: c.peer_id, addrs }).await;
+            let _ = self
+                .core
+                .cmd
+                .send(Command::AddAddresses {
+                    peer: c.peer_id,
+                    addrs,
+                })
+                .await;
         }
         Ok(c)
     }
@@ -280,7 +308,9 @@ impl Handle {
         kith_protocol::text::check_text(text).map_err(|e| Error::InvalidInput(e.to_string()))?;
         let peer = self.resolve(target)?;
         if peer == self.core.peer_id {
-            return Err(Error::InvalidInput("cannot send a message to yourself".into()));
+            return Err(Error::InvalidInput(
+                "cannot send a message to yourself".into(),
+            ));
         }
         let core = &self.core;
         let e = core.store.enqueue_text(
@@ -292,12 +322,20 @@ impl Handle {
         )?;
         core.store.flush().await?;
         core.kick();
-        Ok(Sent { id: e.message.id, status: e.message.status })
+        Ok(Sent {
+            id: e.message.id,
+            status: e.message.status,
+        })
     }
 
     /// Waits until message `id` reaches `target` status, ends failed, or `timeout` passes.
     /// Returns the status and whether the target was reached.
-    pub async fn wait(&self, id: MessageId, target: Status, timeout: Duration) -> Result<(Status, bool)> {
+    pub async fn wait(
+        &self,
+        id: MessageId,
+        target: Status,
+        timeout: Duration,
+    ) -> Result<(Status, bool)> {
         let mut rx = self.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         let idstr = id.to_string();
@@ -322,7 +360,9 @@ impl Handle {
                     Ok(Ok(Event::Receipt { id: ref i, .. })) if *i == idstr => break,
                     Ok(Ok(_)) => continue,
                     Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
-                    Ok(Err(broadcast::error::RecvError::Closed)) => return Err(Error::ShuttingDown),
+                    Ok(Err(broadcast::error::RecvError::Closed)) => {
+                        return Err(Error::ShuttingDown)
+                    }
                 }
             }
         }
@@ -338,7 +378,9 @@ impl Handle {
     pub async fn read(&self, target: &str) -> Result<usize> {
         let peer = self.resolve(target)?;
         let core = &self.core;
-        let ids = core.store.mark_read(&core.identity, &peer, core.clock.now(), core.ttl_ms())?;
+        let ids = core
+            .store
+            .mark_read(&core.identity, &peer, core.clock.now(), core.ttl_ms())?;
         if !ids.is_empty() {
             core.store.flush().await?;
             core.kick();

@@ -36,7 +36,10 @@ impl Card {
         c.addrs.retain(|a| a.len() <= MAX_ADDR_LEN);
         c.addrs.truncate(MAX_ADDRS);
         c.relays.truncate(MAX_RELAYS);
-        if c.name.as_deref().is_some_and(|n| crate::text::check_name(n).is_err()) {
+        if c.name
+            .as_deref()
+            .is_some_and(|n| crate::text::check_name(n).is_err())
+        {
             c.name = None;
         }
         let bytes = postcard::to_allocvec(&c).unwrap_or_default();
@@ -70,7 +73,10 @@ impl Card {
             crate::identity::verifying_key_of(&c.peer_id)?;
             let mut c = c;
             // A name that is not acceptable is dropped, not trusted.
-            if c.name.as_deref().is_some_and(|n| crate::text::check_name(n).is_err()) {
+            if c.name
+                .as_deref()
+                .is_some_and(|n| crate::text::check_name(n).is_err())
+            {
                 c.name = None;
             }
             return Ok(c);

@@ -157,7 +157,13 @@ pub fn seal(
     expires_at: Timestamp,
 ) -> Result<Vec<u8>> {
     let signed = payload.sign(sender)?;
-    seal_signed(&signed, payload.id, &payload.recipient, recipient_x25519, expires_at)
+    seal_signed(
+        &signed,
+        payload.id,
+        &payload.recipient,
+        recipient_x25519,
+        expires_at,
+    )
 }
 
 /// Seals an already signed payload (from [`Payload::sign`]). A node signs a message once,

@@ -123,7 +123,12 @@ mod tests {
 
     #[test]
     fn huge_sequence_numbers_do_not_overflow() {
-        let p = plan(u64::MAX - 1, &[h(u64::MAX - 1, 0), h(u64::MAX, 0)], Timestamp(0), 1);
+        let p = plan(
+            u64::MAX - 1,
+            &[h(u64::MAX - 1, 0), h(u64::MAX, 0)],
+            Timestamp(0),
+            1,
+        );
         assert_eq!(p.deliver.first(), Some(&(u64::MAX - 1)));
     }
 

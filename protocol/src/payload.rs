@@ -83,7 +83,10 @@ impl Payload {
             }
         }
         if self.seq > MAX_SEQ {
-            return Err(Error::Malformed(format!("sequence number {} too large", self.seq)));
+            return Err(Error::Malformed(format!(
+                "sequence number {} too large",
+                self.seq
+            )));
         }
         if self.body.is_sequenced() != (self.seq != 0) {
             return Err(Error::Malformed(

@@ -103,7 +103,11 @@ impl PeerRecord {
         if rec.issued_at.0 > now.0.saturating_add(RECORD_SKEW_MS) {
             return Err(Error::Malformed("record issued in the future".into()));
         }
-        if rec.expires_at.0 > now.0.saturating_add(MAX_RECORD_LIFETIME_MS + RECORD_SKEW_MS) {
+        if rec.expires_at.0
+            > now
+                .0
+                .saturating_add(MAX_RECORD_LIFETIME_MS + RECORD_SKEW_MS)
+        {
             return Err(Error::Malformed(
                 "record expiry too far in the future".into(),
             ));

@@ -1,5 +1,9 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! kith-tests: multi-node scenarios on loopback. The scenarios live in `tests/`; this library
 //! holds what they share.
+
+pub mod craft;
+pub mod rawpeer;
 
 use std::time::Duration;
 

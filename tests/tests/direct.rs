@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! One-to-one messaging between real nodes: lookup by PeerId, delivery, receipts, ordering.
 
 use std::time::Duration;
@@ -13,7 +14,9 @@ async fn send_deliver_read_by_peer_id_only() {
     let a = net.add("alice").await.unwrap();
     let b = net.add("bob").await.unwrap();
     let (ha, hb) = (net.handle(a).unwrap(), net.handle(b).unwrap());
-    ha.add_contact(&net.peer_id(b).to_string(), Some("bob".into())).await.unwrap();
+    ha.add_contact(&net.peer_id(b).to_string(), Some("bob".into()))
+        .await
+        .unwrap();
     let text = "héllo 👋 שלום \u{200b} \u{202e}x";
     let sent = ha.send_text("bob", text).await.unwrap();
     assert_eq!(sent.status, Status::Queued);
@@ -49,12 +52,20 @@ async fn queued_while_offline_then_delivered_in_order() {
     }
     net.start(b).await.unwrap();
     for id in &ids {
-        let (st, ok) = ha.wait(*id, Status::Delivered, Duration::from_secs(40)).await.unwrap();
+        let (st, ok) = ha
+            .wait(*id, Status::Delivered, Duration::from_secs(40))
+            .await
+            .unwrap();
         assert!(ok, "queued message not delivered: {st}");
     }
     let hb = net.handle(b).unwrap();
     let alice = net.peer_id(a).to_string();
-    let texts: Vec<String> = hb.history(&alice, None).unwrap().into_iter().filter_map(|m| m.text).collect();
+    let texts: Vec<String> = hb
+        .history(&alice, None)
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.text)
+        .collect();
     assert_eq!(texts, ["first", "queued 1", "queued 2", "queued 3"]);
     net.shutdown().await;
 }

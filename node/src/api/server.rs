@@ -63,7 +63,10 @@ impl ApiServer {
 }
 
 /// Reads one line of at most `MAX_REQUEST_LINE` bytes. `Ok(None)` at end of stream.
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<bool>> {
     buf.clear();
     loop {
         let avail = r.fill_buf().await?;
@@ -94,7 +97,14 @@ async fn serve(h: Handle, stream: UnixStream) -> std::io::Result<()> {
     let mut buf = Vec::new();
     while let Some(fits) = read_line(&mut r, &mut buf).await? {
         if !fits {
-            write(&mut w, &error(Value::Null, RpcError::new(-32600, "request line over 1 MiB"))).await?;
+            write(
+                &mut w,
+                &error(
+                    Value::Null,
+                    RpcError::new(-32600, "request line over 1 MiB"),
+                ),
+            )
+            .await?;
             return Ok(());
         }
         if buf.iter().all(u8::is_ascii_whitespace) {
@@ -103,19 +113,37 @@ async fn serve(h: Handle, stream: UnixStream) -> std::io::Result<()> {
         let req: Value = match serde_json::from_slice(&buf) {
             Ok(v) => v,
             Err(e) => {
-                write(&mut w, &error(Value::Null, RpcError::new(-32700, format!("parse error: {e}")))).await?;
+                write(
+                    &mut w,
+                    &error(
+                        Value::Null,
+                        RpcError::new(-32700, format!("parse error: {e}")),
+                    ),
+                )
+                .await?;
                 continue;
             }
         };
         let id = req.get("id").cloned().unwrap_or(Value::Null);
-        let (Some("2.0"), Some(method)) = (req.get("jsonrpc").and_then(Value::as_str), req.get("method").and_then(Value::as_str)) else {
-            write(&mut w, &error(id, RpcError::new(-32600, "not a JSON-RPC 2.0 request"))).await?;
+        let (Some("2.0"), Some(method)) = (
+            req.get("jsonrpc").and_then(Value::as_str),
+            req.get("method").and_then(Value::as_str),
+        ) else {
+            write(
+                &mut w,
+                &error(id, RpcError::new(-32600, "not a JSON-RPC 2.0 request")),
+            )
+            .await?;
             continue;
         };
         let params = req.get("params").cloned().unwrap_or(Value::Null);
         if method == "events.subscribe" {
             let rx = h.subscribe();
-            write(&mut w, &json!({"jsonrpc": "2.0", "id": id, "result": {"subscribed": true}})).await?;
+            write(
+                &mut w,
+                &json!({"jsonrpc": "2.0", "id": id, "result": {"subscribed": true}}),
+            )
+            .await?;
             return stream_events(rx, w).await;
         }
         let resp = match call(&h, method, params).await {
@@ -127,7 +155,10 @@ async fn serve(h: Handle, stream: UnixStream) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn stream_events(mut rx: broadcast::Receiver<Event>, mut w: tokio::net::unix::OwnedWriteHalf) -> std::io::Result<()> {
+async fn stream_events(
+    mut rx: broadcast::Receiver<Event>,
+    mut w: tokio::net::unix::OwnedWriteHalf,
+) -> std::io::Result<()> {
     loop {
         let ev = match rx.recv().await {
             Ok(ev) => ev,
@@ -135,7 +166,11 @@ async fn stream_events(mut rx: broadcast::Receiver<Event>, mut w: tokio::net::un
             Err(broadcast::error::RecvError::Closed) => return Ok(()),
         };
         let params = serde_json::to_value(&ev).unwrap_or(Value::Null);
-        write(&mut w, &json!({"jsonrpc": "2.0", "method": "event", "params": params})).await?;
+        write(
+            &mut w,
+            &json!({"jsonrpc": "2.0", "method": "event", "params": params}),
+        )
+        .await?;
     }
 }
 

@@ -25,12 +25,24 @@ pub enum DmResponse {
     Rejected { reason: String },
 }
 
+/// One inbound request as read from the stream. A frame that breaks the framing rules is
+/// reported as `Invalid` (with the reason) rather than as a stream error, so the node can log
+/// the drop with the sending peer and answer it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    Envelope(Vec<u8>),
+    Invalid(String),
+}
+
 /// Codec for `/kith/dm/1.0.0`.
 #[derive(Clone, Debug, Default)]
 pub struct DmCodec;
 
 /// Reads one length-prefixed frame of at most `limit` bytes.
-pub async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, limit: usize) -> io::Result<Vec<u8>> {
+pub async fn read_frame<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    limit: usize,
+) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let n = u32::from_be_bytes(len) as usize;
@@ -56,14 +68,23 @@ pub async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8])
 
 impl libp2p::request_response::Codec for DmCodec {
     type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
+    type Request = Frame;
     type Response = DmResponse;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Frame>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, MAX_DM_FRAME_BYTES).await
+        match read_frame(io, MAX_DM_FRAME_BYTES).await {
+            Ok(b) => Ok(Frame::Envelope(b)),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                Ok(Frame::Invalid("truncated frame".into()))
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Ok(Frame::Invalid(format!("oversized: {e}")))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<DmResponse>
@@ -74,17 +95,36 @@ impl libp2p::request_response::Codec for DmCodec {
         postcard::from_bytes(&b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
-    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Vec<u8>) -> io::Result<()>
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Frame,
+    ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
+        let Frame::Envelope(req) = req else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot send an invalid frame",
+            ));
+        };
         if req.len() > MAX_DM_FRAME_BYTES {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "envelope over the frame limit"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "envelope over the frame limit",
+            ));
         }
         write_frame(io, &req).await
     }
 
-    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: DmResponse) -> io::Result<()>
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: DmResponse,
+    ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
@@ -92,8 +132,10 @@ impl libp2p::request_response::Codec for DmCodec {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         if b.len() > MAX_DM_RESPONSE_BYTES {
             // Keep responses within their limit: trim an over-long reason.
-            b = postcard::to_allocvec(&DmResponse::Rejected { reason: "rejected".into() })
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            b = postcard::to_allocvec(&DmResponse::Rejected {
+                reason: "rejected".into(),
+            })
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         }
         write_frame(io, &b).await
     }

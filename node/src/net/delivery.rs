@@ -68,7 +68,11 @@ impl EventLoop {
         }
         if item.kind == OutKind::Message {
             tracing::warn!(id = %item.id, to = %item.to, "message expired undelivered");
-            if let Ok(Some(m)) = self.core.store.advance_status(&item.id, Status::Failed, Some("expired undelivered")) {
+            if let Ok(Some(m)) = self.core.store.advance_status(
+                &item.id,
+                Status::Failed,
+                Some("expired undelivered"),
+            ) {
                 let _ = self.core.events.send(Event::receipt(&m));
             }
         }
@@ -91,23 +95,21 @@ impl EventLoop {
                 return;
             }
         };
+        let card_addrs: Vec<Multiaddr> = match self.core.store.contact(&peer) {
+            Ok(Some(c)) => c.card_addrs.iter().filter_map(|a| a.parse().ok()).collect(),
+            _ => vec![],
+        };
         let Some(record) = record.filter(|_| !stale) else {
+            // Without a fresh record we lack the peer's x25519 key (or its addresses): ask the
+            // DHT, and dial the card's addresses so the peer itself can answer the lookup.
+            self.dial(peer, card_addrs);
             self.start_lookup(peer);
             return;
         };
-        if !self.swarm.is_connected(&peer) {
-            let mut addrs: Vec<Multiaddr> = record.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-            if let Ok(Some(c)) = self.core.store.contact(&peer) {
-                addrs.extend(c.card_addrs.iter().filter_map(|a| a.parse().ok()));
-            }
-            let opts = DialOpts::peer_id(peer)
-                .addresses(addrs)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                tracing::debug!(%peer, "dial not started: {e}");
-            }
-        }
+        let mut addrs: Vec<Multiaddr> =
+            record.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        addrs.extend(card_addrs);
+        self.dial(peer, addrs);
         let mut in_flight = self.in_flight.values().filter(|(p, _)| *p == peer).count();
         for (key, item) in items {
             if in_flight >= MAX_IN_FLIGHT_PER_PEER {
@@ -116,22 +118,48 @@ impl EventLoop {
             if self.in_flight_keys.contains(&key) {
                 continue;
             }
-            let sealed = match envelope::seal_signed(&item.signed, item.id, &peer, &record.x25519, item.expires_at) {
+            let sealed = match envelope::seal_signed(
+                &item.signed,
+                item.id,
+                &peer,
+                &record.x25519,
+                item.expires_at,
+            ) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!(id = %item.id, "could not seal: {e}");
                     continue;
                 }
             };
-            let rid = self.swarm.behaviour_mut().dm.send_request(&peer, sealed);
+            let rid = self
+                .swarm
+                .behaviour_mut()
+                .dm
+                .send_request(&peer, super::codec::Frame::Envelope(sealed));
             self.in_flight.insert(rid, (peer, key));
             self.in_flight_keys.insert(key);
             in_flight += 1;
         }
     }
 
+    /// Dials `peer` at `addrs` unless it is connected or being dialled.
+    fn dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if self.swarm.is_connected(&peer) || addrs.is_empty() {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!(%peer, "dial not started: {e}");
+        }
+    }
+
     pub(super) fn on_dm_response(&mut self, rid: OutboundRequestId, resp: DmResponse) {
-        let Some((peer, key)) = self.in_flight.remove(&rid) else { return };
+        let Some((peer, key)) = self.in_flight.remove(&rid) else {
+            return;
+        };
         self.in_flight_keys.remove(&key);
         let st = self.peer_state(peer);
         st.failures = 0;
@@ -152,10 +180,17 @@ impl EventLoop {
             DmResponse::Accepted => (Status::Sent, None),
             DmResponse::Rejected { reason } => {
                 tracing::warn!(id = %item.id, %peer, "recipient refused the message: {reason}");
-                (Status::Failed, Some(format!("refused by recipient: {reason}")))
+                (
+                    Status::Failed,
+                    Some(format!("refused by recipient: {reason}")),
+                )
             }
         };
-        match self.core.store.advance_status(&item.id, status, reason.as_deref()) {
+        match self
+            .core
+            .store
+            .advance_status(&item.id, status, reason.as_deref())
+        {
             Ok(Some(m)) => {
                 let _ = self.core.events.send(Event::receipt(&m));
             }
@@ -164,12 +199,20 @@ impl EventLoop {
         }
     }
 
-    pub(super) fn on_dm_failure(&mut self, rid: OutboundRequestId, peer: PeerId, error: &OutboundFailure) {
+    pub(super) fn on_dm_failure(
+        &mut self,
+        rid: OutboundRequestId,
+        peer: PeerId,
+        error: &OutboundFailure,
+    ) {
         if let Some((_, key)) = self.in_flight.remove(&rid) {
             self.in_flight_keys.remove(&key);
         }
         tracing::debug!(%peer, "delivery attempt failed: {error}");
-        let unreachable = matches!(error, OutboundFailure::DialFailure | OutboundFailure::UnsupportedProtocols);
+        let unreachable = matches!(
+            error,
+            OutboundFailure::DialFailure | OutboundFailure::UnsupportedProtocols
+        );
         self.peer_failed(peer, unreachable);
     }
 
@@ -182,7 +225,9 @@ impl EventLoop {
         }
         st.failures = st.failures.saturating_add(1);
         st.stale |= stale;
-        let exp = RETRY_BASE.saturating_mul(1u32 << st.failures.min(16)).min(max);
+        let exp = RETRY_BASE
+            .saturating_mul(1u32 << st.failures.min(16))
+            .min(max);
         let jitter = rand::thread_rng().gen_range(0.75..1.25);
         st.next_attempt = Some(Instant::now() + exp.mul_f64(jitter));
     }

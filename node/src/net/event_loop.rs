@@ -40,8 +40,12 @@ impl EventLoop {
         let mut swarm = build_swarm(core.identity.libp2p_keypair(), core.cfg.mdns)?;
         let listen: Vec<Multiaddr> = if core.cfg.listen.is_empty() {
             vec![
-                "/ip4/0.0.0.0/tcp/0".parse().map_err(|e| Error::Network(format!("{e}")))?,
-                "/ip4/0.0.0.0/udp/0/quic-v1".parse().map_err(|e| Error::Network(format!("{e}")))?,
+                "/ip4/0.0.0.0/tcp/0"
+                    .parse()
+                    .map_err(|e| Error::Network(format!("{e}")))?,
+                "/ip4/0.0.0.0/udp/0/quic-v1"
+                    .parse()
+                    .map_err(|e| Error::Network(format!("{e}")))?,
             ]
         } else {
             core.cfg.listen.clone()
@@ -105,7 +109,9 @@ impl EventLoop {
     }
 
     fn on_tick(&mut self) {
-        if self.publisher.due.is_some_and(|d| d <= Instant::now()) && self.publisher.in_flight.is_none() {
+        if self.publisher.due.is_some_and(|d| d <= Instant::now())
+            && self.publisher.in_flight.is_none()
+        {
             self.publish_record();
         }
         self.drain_held();
@@ -129,7 +135,13 @@ impl EventLoop {
         match cmd {
             Command::Kick => self.drive_outbox(),
             Command::Respond { channel, response } => {
-                if self.swarm.behaviour_mut().dm.send_response(channel, response).is_err() {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .dm
+                    .send_response(channel, response)
+                    .is_err()
+                {
                     tracing::debug!("could not answer a request: the connection is gone");
                 }
             }
@@ -140,16 +152,32 @@ impl EventLoop {
                     .filter_map(|a| a.parse::<Multiaddr>().ok())
                     .map(|a| a.with(Protocol::P2p(me)))
                     .collect();
-                let _ = reply.send(NetInfo { listen_addrs, relays: vec![] });
+                let _ = reply.send(NetInfo {
+                    listen_addrs,
+                    relays: vec![],
+                });
             }
             Command::Peers { reply } => {
                 let peers = self
                     .swarm
                     .connected_peers()
-                    .map(|p| PeerInfo { peer_id: p.to_string(), addrs: vec![] })
+                    .map(|p| PeerInfo {
+                        peer_id: p.to_string(),
+                        addrs: vec![],
+                    })
                     .collect::<Vec<_>>();
-                let routing_table = self.swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum();
-                let _ = reply.send(PeersInfo { connected: peers.len(), routing_table, peers });
+                let routing_table = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .kbuckets()
+                    .map(|b| b.num_entries())
+                    .sum();
+                let _ = reply.send(PeersInfo {
+                    connected: peers.len(),
+                    routing_table,
+                    peers,
+                });
             }
             Command::AddAddresses { peer, addrs } => {
                 for a in addrs {
@@ -168,22 +196,40 @@ impl EventLoop {
                 tracing::info!("listening on {address}/p2p/{}", self.core.peer_id);
                 self.schedule_publish(Duration::from_millis(300));
             }
-            SwarmEvent::ExpiredListenAddr { .. } => self.schedule_publish(Duration::from_millis(300)),
-            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
+            SwarmEvent::ExpiredListenAddr { .. } => {
+                self.schedule_publish(Duration::from_millis(300))
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } => {
                 if num_established.get() == 1 {
-                    let _ = self.core.events.send(Event::Peer { peer_id: peer_id.to_string(), connected: true });
+                    let _ = self.core.events.send(Event::Peer {
+                        peer_id: peer_id.to_string(),
+                        connected: true,
+                    });
                 }
                 if self.bootstrap_peers.iter().any(|(p, _)| *p == peer_id) {
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
                 self.drive_peer(peer_id);
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
-                if num_established == 0 {
-                    let _ = self.core.events.send(Event::Peer { peer_id: peer_id.to_string(), connected: false });
-                }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                let _ = self.core.events.send(Event::Peer {
+                    peer_id: peer_id.to_string(),
+                    connected: false,
+                });
             }
-            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
                 tracing::debug!(%peer, "dial failed: {error}");
             }
             SwarmEvent::Behaviour(b) => self.on_behaviour_event(b),
@@ -195,12 +241,12 @@ impl EventLoop {
         match ev {
             BehaviourEvent::Dm(e) => self.on_dm_event(e),
             BehaviourEvent::Kad(e) => self.on_kad_event(e),
-            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                if info.protocols.contains(&KAD_PROTOCOL) {
-                    for a in info.listen_addrs {
-                        if !a.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
-                            self.swarm.behaviour_mut().kad.add_address(&peer_id, a);
-                        }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })
+                if info.protocols.contains(&KAD_PROTOCOL) =>
+            {
+                for a in info.listen_addrs {
+                    if !a.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, a);
                     }
                 }
             }
@@ -213,27 +259,45 @@ impl EventLoop {
         }
     }
 
-    fn on_dm_event(&mut self, ev: request_response::Event<Vec<u8>, super::codec::DmResponse>) {
+    fn on_dm_event(
+        &mut self,
+        ev: request_response::Event<super::codec::Frame, super::codec::DmResponse>,
+    ) {
         match ev {
             request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
                     let core = self.core.clone();
                     tokio::spawn(async move {
-                        if let Some(response) = crate::inbound::handle_envelope(&core, peer, request).await {
+                        if let Some(response) =
+                            crate::inbound::handle_frame(&core, peer, request).await
+                        {
                             let _ = core.cmd.send(Command::Respond { channel, response }).await;
                         }
                     });
                 }
-                request_response::Message::Response { request_id, response } => {
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
                     self.on_dm_response(request_id, response);
                 }
             },
-            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
                 self.on_dm_failure(request_id, peer, &error);
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 tracing::warn!(from = %peer, "dropped inbound frame: {error}");
-                let _ = self.core.events.send(Event::Dropped { from: peer.to_string(), reason: error.to_string() });
+                let _ = self.core.events.send(Event::Dropped {
+                    from: peer.to_string(),
+                    reason: error.to_string(),
+                });
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -241,29 +305,41 @@ impl EventLoop {
 
     fn on_kad_event(&mut self, ev: kad::Event) {
         match ev {
-            kad::Event::OutboundQueryProgressed { id, result, step, .. } => match result {
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => match result {
                 QueryResult::GetRecord(r) => self.on_get_record(id, r, step.last),
-                QueryResult::PutRecord(r) => {
-                    if step.last || r.is_ok() {
-                        self.on_put_result(id, r.is_ok());
-                    }
+                QueryResult::PutRecord(r) if step.last || r.is_ok() => {
+                    self.on_put_result(id, r.is_ok())
                 }
                 _ => {}
             },
-            kad::Event::InboundRequest { request: kad::InboundRequest::PutRecord { source, record: Some(rec), .. } } => {
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::PutRecord {
+                        source,
+                        record: Some(rec),
+                        ..
+                    },
+            } => {
                 self.on_inbound_put(source, rec);
             }
-            kad::Event::RoutingUpdated { is_new_peer: true, .. } => {
-                // A record put before we knew any peer reached no one: try again soon.
-                if self.publisher.published_addrs.is_empty() || self.kad_size() <= 8 {
-                    self.schedule_publish(Duration::from_millis(500));
-                }
+            // A record put before we knew any peer reached no one: try again soon.
+            kad::Event::RoutingUpdated {
+                is_new_peer: true, ..
+            } if self.publisher.published_addrs.is_empty() || self.kad_size() <= 8 => {
+                self.schedule_publish(Duration::from_millis(500));
             }
             _ => {}
         }
     }
 
     fn kad_size(&mut self) -> usize {
-        self.swarm.behaviour_mut().kad.kbuckets().map(|b| b.num_entries()).sum()
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum()
     }
 }

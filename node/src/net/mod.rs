@@ -25,7 +25,10 @@ pub(crate) enum Command {
     /// The outbox changed: try to deliver now.
     Kick,
     /// Answer an inbound request once its envelope is stored.
-    Respond { channel: ResponseChannel<DmResponse>, response: DmResponse },
+    Respond {
+        channel: ResponseChannel<DmResponse>,
+        response: DmResponse,
+    },
     /// Listen addresses and relays.
     NetInfo { reply: oneshot::Sender<NetInfo> },
     /// Connected peers.

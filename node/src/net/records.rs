@@ -67,7 +67,12 @@ impl EventLoop {
     /// Signs a fresh record with the current addresses and puts it into the DHT.
     pub(super) fn publish_record(&mut self) {
         self.publisher.due = None;
-        let addrs = publishable(self.swarm.listeners().cloned().chain(self.swarm.external_addresses().cloned()));
+        let addrs = publishable(
+            self.swarm
+                .listeners()
+                .cloned()
+                .chain(self.swarm.external_addresses().cloned()),
+        );
         if addrs.is_empty() {
             return;
         }
@@ -94,7 +99,12 @@ impl EventLoop {
         let mut kr = kad::Record::new(record::dht_key(&self.core.peer_id), signed);
         kr.publisher = Some(self.core.peer_id);
         kr.expires = Some(Instant::now() + RECORD_LIFETIME);
-        match self.swarm.behaviour_mut().kad.put_record(kr, kad::Quorum::One) {
+        match self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .put_record(kr, kad::Quorum::One)
+        {
             Ok(q) => {
                 self.publisher.in_flight = Some(q);
                 self.publisher.published_addrs = addrs;
@@ -156,12 +166,21 @@ impl EventLoop {
         if self.lookups.values().any(|l| l.peer == peer) {
             return;
         }
-        let q = self.swarm.behaviour_mut().kad.get_record(kad::RecordKey::new(&record::dht_key(&peer)));
+        let q = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .get_record(kad::RecordKey::new(&record::dht_key(&peer)));
         self.lookups.insert(q, Lookup { peer, best: None });
         self.peer_state(peer).lookup_started = Some(Instant::now());
     }
 
-    pub(super) fn on_get_record(&mut self, id: QueryId, result: Result<GetRecordOk, kad::GetRecordError>, last: bool) {
+    pub(super) fn on_get_record(
+        &mut self,
+        id: QueryId,
+        result: Result<GetRecordOk, kad::GetRecordError>,
+        last: bool,
+    ) {
         let now = self.core.clock.now();
         if let Some(l) = self.lookups.get_mut(&id) {
             if let Ok(GetRecordOk::FoundRecord(found)) = &result {
@@ -178,7 +197,9 @@ impl EventLoop {
         if !last {
             return;
         }
-        let Some(l) = self.lookups.remove(&id) else { return };
+        let Some(l) = self.lookups.remove(&id) else {
+            return;
+        };
         self.finish_lookup(l);
     }
 
@@ -193,7 +214,13 @@ impl EventLoop {
                     Ok(false) => {}
                     Err(e) => tracing::warn!("could not store a peer record: {e}"),
                 }
-                let best = self.core.store.record(&peer, now).ok().flatten().unwrap_or(rec);
+                let best = self
+                    .core
+                    .store
+                    .record(&peer, now)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(rec);
                 self.learn_addresses(&peer, &best);
                 let st = self.peer_state(peer);
                 st.stale = false;

@@ -25,7 +25,10 @@ impl Store {
     }
 
     pub fn contact(&self, peer: &PeerId) -> Result<Option<Contact>> {
-        self.contacts.get(peer.to_bytes())?.map(|v| dec(&v)).transpose()
+        self.contacts
+            .get(peer.to_bytes())?
+            .map(|v| dec(&v))
+            .transpose()
     }
 
     pub fn contacts(&self) -> Result<Vec<Contact>> {

@@ -53,7 +53,10 @@ impl Store {
         let held_key = u64_key(&prefix, p.seq);
         let sequenced = p.body.is_sequenced();
         let held = if sequenced {
-            Some(enc(&HeldMsg { payload: p.clone(), arrived: now })?)
+            Some(enc(&HeldMsg {
+                payload: p.clone(),
+                arrived: now,
+            })?)
         } else {
             None
         };
@@ -93,7 +96,10 @@ impl Store {
             .scan_prefix(&prefix)
             .map(|r| -> Result<_> {
                 let (k, v) = r?;
-                let seq = k[prefix.len()..].try_into().map(u64::from_be_bytes).unwrap_or(0);
+                let seq = k[prefix.len()..]
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
                 Ok((seq, dec::<HeldMsg>(&v)?))
             })
             .collect::<Result<_>>()?;
@@ -101,19 +107,29 @@ impl Store {
             return Ok(Delivered::default());
         }
         let next = read_u64(self.seqstate.get(&prefix)?).max(1);
-        let marks: Vec<Held> =
-            held.iter().map(|(s, h)| Held { seq: *s, arrived: h.arrived }).collect();
+        let marks: Vec<Held> = held
+            .iter()
+            .map(|(s, h)| Held {
+                seq: *s,
+                arrived: h.arrived,
+            })
+            .collect();
         let plan = ordering::plan(next, &marks, now, gap_timeout_ms);
         for (a, b) in &plan.skipped {
             tracing::warn!(%sender, first = a, last = b, "gap in sender's sequence skipped after waiting");
         }
-        let mut out = Delivered { wake_at: plan.wake_at, messages: vec![] };
+        let mut out = Delivered {
+            wake_at: plan.wake_at,
+            messages: vec![],
+        };
         if plan.deliver.is_empty() {
             return Ok(out);
         }
         let mut batch = vec![];
         for seq in &plan.deliver {
-            let Some((_, h)) = held.iter().find(|(s, _)| s == seq) else { continue };
+            let Some((_, h)) = held.iter().find(|(s, _)| s == seq) else {
+                continue;
+            };
             let local = self.next_id()?;
             let p = &h.payload;
             let text = match &p.body {
@@ -140,7 +156,13 @@ impl Store {
         let receipt = self.receipt_item(me, *sender, ReceiptKind::Delivered, ids, now, ttl_ms)?;
         let okey = self.next_id()?;
         let new_next = plan.next_expected;
-        let moved = (&self.held, &self.messages, &self.msg_index, &self.seqstate, &self.outbox)
+        let moved = (
+            &self.held,
+            &self.messages,
+            &self.msg_index,
+            &self.seqstate,
+            &self.outbox,
+        )
             .transaction(|(held_t, messages, index, seqstate, outbox)| {
                 let mut moved = vec![];
                 for (hk, mk, msg) in &batch {
@@ -198,7 +220,10 @@ impl Store {
             Some(v) => dec(&v)?,
             None => vec![],
         };
-        list.push(PendingReceipt { signer: *signer, kind });
+        list.push(PendingReceipt {
+            signer: *signer,
+            kind,
+        });
         self.pending_receipts.insert(id.0, enc(&list)?)?;
         tracing::debug!(%id, "kept a receipt for a message not known yet");
         Ok(())

@@ -92,7 +92,10 @@ impl Store {
                 Ok(msg)
             },
         )?;
-        Ok(Enqueued { message: res, outbox_key })
+        Ok(Enqueued {
+            message: res,
+            outbox_key,
+        })
     }
 
     /// The message with `id`, if stored.
@@ -119,7 +122,12 @@ impl Store {
                 v.reverse();
                 v
             }
-            None => self.messages.scan_prefix(&prefix).values().map(|r| dec(&r?)).collect::<Result<_>>()?,
+            None => self
+                .messages
+                .scan_prefix(&prefix)
+                .values()
+                .map(|r| dec(&r?))
+                .collect::<Result<_>>()?,
         };
         out.shrink_to_fit();
         Ok(out)
@@ -204,7 +212,8 @@ impl Store {
         let mut marked = vec![];
         for chunk in unread.chunks(kith_protocol::limits::MAX_RECEIPT_IDS) {
             let ids: Vec<MessageId> = chunk.iter().map(|(_, m)| m.id).collect();
-            let receipt = self.receipt_item(me, *peer, ReceiptKind::Read, ids.clone(), now, ttl_ms)?;
+            let receipt =
+                self.receipt_item(me, *peer, ReceiptKind::Read, ids.clone(), now, ttl_ms)?;
             let okey = self.next_id()?;
             (&self.messages, &self.outbox).transaction(|(messages, outbox)| {
                 for (k, m) in chunk {

@@ -82,7 +82,8 @@ impl Store {
     fn check_schema(&self) -> Result<()> {
         match self.meta.get(SCHEMA_KEY)? {
             None => {
-                self.meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+                self.meta
+                    .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
                 self.db.flush()?;
                 Ok(())
             }
@@ -157,7 +158,8 @@ pub(crate) fn u64_key(prefix: &[u8], n: u64) -> Vec<u8> {
 }
 
 pub(crate) fn read_u64(v: Option<sled::IVec>) -> u64 {
-    v.and_then(|b| b.as_ref().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0)
+    v.and_then(|b| b.as_ref().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0)
 }
 
 /// Converts an error raised inside a transaction closure.

@@ -46,6 +46,9 @@ impl Store {
     }
 
     pub fn outbox_remove(&self, key: u64) -> Result<Option<OutboxItem>> {
-        self.outbox.remove(key.to_be_bytes())?.map(|v| dec(&v)).transpose()
+        self.outbox
+            .remove(key.to_be_bytes())?
+            .map(|v| dec(&v))
+            .transpose()
     }
 }
