@@ -8,13 +8,15 @@
 //! - [`client`]: the JSON-RPC client of a running node's API socket.
 //! - [`context`]: the resolved global flags.
 //! - [`node_info`], [`contact`], [`message`], [`watch`]: the commands that talk to the node.
-//! - [`local`]: `init` and `up`, the only commands that call `kith_node` directly.
+//! - [`local`]: `init` and `up`, which call `kith_node` directly.
+//! - [`demo`]: `kith demo`, a local network in temporary homes.
 //!
 //! Every command and its JSON output are described in docs/cli.md.
 
 mod client;
 mod contact;
 mod context;
+mod demo;
 mod error;
 mod home;
 mod local;
@@ -135,6 +137,8 @@ enum Command {
     Watch,
     /// Show the peers this node is connected to.
     Peers,
+    /// Run a small local network in temporary homes and show what kith does, step by step.
+    Demo,
 }
 
 #[derive(Debug, Subcommand)]
@@ -235,6 +239,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Read { target } => runtime(false)?.block_on(message::read(&ctx, &target)),
         Command::Watch => runtime(false)?.block_on(watch::watch(&ctx)),
         Command::Peers => runtime(false)?.block_on(node_info::peers(&ctx)),
+        Command::Demo => runtime(true)?.block_on(demo::run()),
     }
 }
 

@@ -98,7 +98,19 @@ impl Harness {
             .api(false)
             .clock(std::sync::Arc::new(self.clock.clone()));
         b = (self.tweak)(b);
-        let node = Node::start(b.build()?).await?;
+        let cfg = b.build()?;
+        // A node stopped a moment ago may still be releasing its store.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let node = loop {
+            match Node::start(cfg.clone()).await {
+                Err(Error::AlreadyRunning(_)) | Err(Error::Store(sled::Error::Io(_)))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other?,
+            }
+        };
         n.handle = Some(node.handle());
         n.node = Some(node);
         Ok(())

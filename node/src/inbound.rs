@@ -1,7 +1,7 @@
 //! Handling one envelope that arrived on `/kith/dm/1.0.0`.
 //!
-//! Checks, in order: size and version and recipient (header), replay by id (before any
-//! decryption), decryption, the sender's signature, the payload's binding to the envelope.
+//! Checks, in order: size and version and recipient (header), expiry, replay by id (before
+//! any decryption), decryption, the sender's signature, the payload's binding to the envelope.
 //! Every drop is logged with its reason and reported as a `dropped` event; nothing stored
 //! changes. Only a durably stored envelope is answered `Accepted`.
 

@@ -33,30 +33,35 @@ impl Core {
         self.cfg.message_ttl.as_millis() as u64
     }
 
-    /// Asks the event loop to look at the outbox now. Dropped if a request is already queued.
+    /// Asks the event loop to look at the outbox now. Dropped when the command channel is
+    /// full: the loop then has work queued and looks at the outbox every tick anyway.
     pub fn kick(&self) {
         let _ = self.cmd.try_send(Command::Kick);
     }
 
     /// Moves `sender`'s due messages into history and reports them.
     pub fn drain(&self, sender: &PeerId) -> Result<()> {
-        let d = {
-            let _g = self.drain_lock.lock().unwrap_or_else(|p| p.into_inner());
-            self.store.drain(
-                &self.identity,
-                sender,
-                self.clock.now(),
-                self.cfg.gap_timeout.as_millis() as u64,
-                self.ttl_ms(),
-            )?
-        };
-        for m in &d.messages {
-            let _ = self.events.send(Event::message(m));
+        loop {
+            let d = {
+                let _g = self.drain_lock.lock().unwrap_or_else(|p| p.into_inner());
+                self.store.drain(
+                    &self.identity,
+                    sender,
+                    self.clock.now(),
+                    self.cfg.gap_timeout.as_millis() as u64,
+                    self.ttl_ms(),
+                )?
+            };
+            for m in &d.messages {
+                let _ = self.events.send(Event::message(m));
+            }
+            if !d.messages.is_empty() {
+                self.kick();
+            }
+            if !d.more {
+                return Ok(());
+            }
         }
-        if !d.messages.is_empty() {
-            self.kick();
-        }
-        Ok(())
     }
 }
 
@@ -96,7 +101,13 @@ impl Node {
         let event_loop = tokio::spawn(event_loop.run());
         let handle = Handle { core };
         let api = if cfg.api {
-            Some(crate::api::ApiServer::start(handle.clone()).await?)
+            match crate::api::ApiServer::start(handle.clone()).await {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    event_loop.abort();
+                    return Err(e);
+                }
+            }
         } else {
             None
         };

@@ -62,19 +62,19 @@ impl EventLoop {
     }
 
     fn expire(&mut self, key: u64, item: &OutboxItem) {
-        if let Err(e) = self.core.store.outbox_remove(key) {
-            tracing::error!("could not remove an expired outbox entry: {e}");
-            return;
-        }
         if item.kind == OutKind::Message {
             tracing::warn!(id = %item.id, to = %item.to, "message expired undelivered");
-            if let Ok(Some(m)) = self.core.store.advance_status(
-                &item.id,
-                Status::Failed,
-                Some("expired undelivered"),
-            ) {
+        }
+        match self
+            .core
+            .store
+            .complete_outbox(key, Status::Failed, Some("expired undelivered"))
+        {
+            Ok(Some((_, Some(m)))) => {
                 let _ = self.core.events.send(Event::receipt(&m));
             }
+            Ok(_) => {}
+            Err(e) => tracing::error!("could not remove an expired outbox entry: {e}"),
         }
     }
 
@@ -165,21 +165,10 @@ impl EventLoop {
         st.failures = 0;
         st.stale = false;
         st.next_attempt = None;
-        let item = match self.core.store.outbox_remove(key) {
-            Ok(Some(i)) => i,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!("could not update the outbox: {e}");
-                return;
-            }
-        };
-        if item.kind != OutKind::Message {
-            return;
-        }
         let (status, reason) = match &resp {
             DmResponse::Accepted => (Status::Sent, None),
             DmResponse::Rejected { reason } => {
-                tracing::warn!(id = %item.id, %peer, "recipient refused the message: {reason}");
+                tracing::warn!(%peer, "recipient refused an envelope: {reason}");
                 (
                     Status::Failed,
                     Some(format!("refused by recipient: {reason}")),
@@ -189,13 +178,13 @@ impl EventLoop {
         match self
             .core
             .store
-            .advance_status(&item.id, status, reason.as_deref())
+            .complete_outbox(key, status, reason.as_deref())
         {
-            Ok(Some(m)) => {
+            Ok(Some((_, Some(m)))) => {
                 let _ = self.core.events.send(Event::receipt(&m));
             }
-            Ok(None) => {}
-            Err(e) => tracing::error!("could not update a message status: {e}"),
+            Ok(_) => {}
+            Err(e) => tracing::error!("could not update the outbox: {e}"),
         }
     }
 
@@ -226,7 +215,7 @@ impl EventLoop {
         st.failures = st.failures.saturating_add(1);
         st.stale |= stale;
         let exp = RETRY_BASE
-            .saturating_mul(1u32 << st.failures.min(16))
+            .saturating_mul(1u32 << (st.failures - 1).min(16))
             .min(max);
         let jitter = rand::thread_rng().gen_range(0.75..1.25);
         st.next_attempt = Some(Instant::now() + exp.mul_f64(jitter));

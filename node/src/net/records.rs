@@ -77,7 +77,13 @@ impl EventLoop {
             return;
         }
         let now = self.core.clock.now();
-        self.publisher.seq = self.publisher.seq.max(now.0).max(self.publisher.seq + 1);
+        self.publisher.seq = match self.core.store.next_record_seq(now.0) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("could not store the record sequence number: {e}");
+                return;
+            }
+        };
         let rec = PeerRecord {
             version: RECORD_VERSION,
             peer_id: self.core.peer_id,

@@ -1,6 +1,7 @@
 //! Incoming payloads: deduplication by id, per-sender ordering, and receipts that wait for
 //! their message.
 
+use kith_protocol::limits::MAX_RECEIPT_IDS;
 use kith_protocol::ordering::{self, Held};
 use kith_protocol::payload::{Body, Payload, ReceiptKind};
 use kith_protocol::status::Status;
@@ -42,6 +43,8 @@ pub struct Delivered {
     pub messages: Vec<StoredMessage>,
     /// When to drain this sender again (a gap is being waited for).
     pub wake_at: Option<Timestamp>,
+    /// More messages are due: call again.
+    pub more: bool,
 }
 
 impl Store {
@@ -121,9 +124,19 @@ impl Store {
         let mut out = Delivered {
             wake_at: plan.wake_at,
             messages: vec![],
+            more: false,
         };
         if plan.deliver.is_empty() {
             return Ok(out);
+        }
+        let mut plan = plan;
+        if plan.deliver.len() > MAX_RECEIPT_IDS {
+            // One receipt lists at most MAX_RECEIPT_IDS ids: move that many now, the rest in
+            // the next call.
+            plan.deliver.truncate(MAX_RECEIPT_IDS);
+            let last = plan.deliver.iter().copied().max().unwrap_or(0);
+            plan.next_expected = next.max(last.saturating_add(1));
+            out.more = true;
         }
         let mut batch = vec![];
         for seq in &plan.deliver {

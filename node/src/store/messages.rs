@@ -10,6 +10,9 @@ use super::outbox::{OutKind, OutboxItem};
 use super::{abort, dec, direct_prefix, enc, read_u64, u64_key, Store};
 use crate::{Error, Result};
 
+/// At most this many ids of one receipt that name no known message are kept for later.
+const MAX_UNKNOWN_PER_RECEIPT: usize = 16;
+
 /// A message in a conversation, incoming or outgoing.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StoredMessage {
@@ -92,8 +95,13 @@ impl Store {
                 Ok(msg)
             },
         )?;
+        // A receipt may have come before the message it names was stored here.
+        let mut message = res;
+        if let Some(m) = self.apply_pending_receipts(&id)?.pop() {
+            message = m;
+        }
         Ok(Enqueued {
-            message: res,
+            message,
             outbox_key,
         })
     }
@@ -174,6 +182,7 @@ impl Store {
         ids: &[MessageId],
     ) -> Result<Vec<StoredMessage>> {
         let mut changed = vec![];
+        let mut unknown = 0;
         for id in ids {
             match self.message(id)? {
                 Some(m) if m.outgoing && m.peer == *signer => {
@@ -184,7 +193,11 @@ impl Store {
                 Some(_) => {
                     tracing::warn!(%id, %signer, "dropped receipt: signer is not the recipient");
                 }
-                None => self.keep_pending_receipt(id, signer, kind)?,
+                None if unknown < MAX_UNKNOWN_PER_RECEIPT => {
+                    unknown += 1;
+                    self.keep_pending_receipt(id, signer, kind)?;
+                }
+                None => {}
             }
         }
         Ok(changed)

@@ -26,6 +26,7 @@ use crate::{Error, Result};
 /// The schema version this kith writes.
 pub const SCHEMA_VERSION: u32 = 1;
 const SCHEMA_KEY: &[u8] = b"schema_version";
+const RECORD_SEQ_KEY: &[u8] = b"record_seq";
 
 /// Handle to the store; cheap to clone.
 #[derive(Clone, Debug)]
@@ -123,6 +124,16 @@ impl Store {
     pub fn flush_blocking(&self) -> Result<()> {
         self.db.flush()?;
         Ok(())
+    }
+
+    /// The sequence number for this node's next peer record: above every one published before
+    /// (kept across restarts, so a clock that went backwards cannot make it smaller), and at
+    /// least the clock in milliseconds.
+    pub fn next_record_seq(&self, now_ms: u64) -> Result<u64> {
+        let prev = read_u64(self.meta.get(RECORD_SEQ_KEY)?);
+        let seq = now_ms.max(prev.saturating_add(1));
+        self.meta.insert(RECORD_SEQ_KEY, &seq.to_be_bytes())?;
+        Ok(seq)
     }
 
     /// A fresh id, strictly greater than any before (across restarts).

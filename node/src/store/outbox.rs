@@ -3,7 +3,10 @@
 use kith_protocol::{MessageId, PeerId, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::{dec, Store};
+use kith_protocol::status::Status;
+use sled::transaction::Transactional;
+
+use super::{abort, dec, enc, Store, StoredMessage};
 use crate::Result;
 
 /// What an outbox entry carries.
@@ -43,6 +46,48 @@ impl Store {
 
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()
+    }
+
+    /// Removes outbox entry `key` and, for a message, moves its status to `status` (forward
+    /// only) in the same transaction. Returns the entry and the message if its status changed.
+    pub fn complete_outbox(
+        &self,
+        key: u64,
+        status: Status,
+        reason: Option<&str>,
+    ) -> Result<Option<(OutboxItem, Option<StoredMessage>)>> {
+        let Some(v) = self.outbox.get(key.to_be_bytes())? else {
+            return Ok(None);
+        };
+        let item: OutboxItem = dec(&v)?;
+        let msg_key = match item.kind {
+            OutKind::Message => self.msg_index.get(item.id.0)?,
+            OutKind::Receipt => None,
+        };
+        let changed = (&self.outbox, &self.messages).transaction(|(outbox, messages)| {
+            if outbox.remove(&key.to_be_bytes())?.is_none() {
+                return Ok(None);
+            }
+            let Some(mk) = &msg_key else {
+                return Ok(Some(None));
+            };
+            let Some(mv) = messages.get(mk)? else {
+                return Ok(Some(None));
+            };
+            let mut m: StoredMessage = dec(&mv).map_err(abort)?;
+            match m.status.advance(status) {
+                Some(s) => {
+                    m.status = s;
+                    if s == Status::Failed {
+                        m.reason = reason.map(str::to_string);
+                    }
+                    messages.insert(mk, enc(&m).map_err(abort)?)?;
+                    Ok(Some(Some(m)))
+                }
+                None => Ok(Some(None)),
+            }
+        })?;
+        Ok(changed.map(|m| (item, m)))
     }
 
     pub fn outbox_remove(&self, key: u64) -> Result<Option<OutboxItem>> {

@@ -1,0 +1,157 @@
+//! `kith demo`: a small local network (a bootstrap node and two users) in temporary homes,
+//! doing what kith does, with a transcript of every step and its latency.
+
+use std::time::{Duration, Instant};
+
+use kith_node::harness::{wait_for, Harness};
+use kith_node::{Event, Handle};
+use kith_protocol::status::Status;
+use kith_protocol::MessageId;
+use tokio::sync::broadcast;
+
+use crate::error::CliError;
+
+/// The longest any one step may take.
+const STEP: Duration = Duration::from_secs(30);
+
+/// Runs the demo; `Ok(())` when every step worked.
+pub async fn run() -> Result<(), CliError> {
+    let t0 = Instant::now();
+    let fail = |what: &str| CliError::NotReached(format!("demo step failed: {what}"));
+    let setup = |e: kith_node::Error| CliError::NotReached(format!("demo set-up failed: {e}"));
+    println!("kith demo — a local network on 127.0.0.1, each node with its own home and store\n");
+
+    let mut net = Harness::new().map_err(setup)?;
+    for name in ["boot", "alice", "bob"] {
+        let i = net.add(name).await.map_err(setup)?;
+        let addr = net.listen_addr(i).await.map_err(setup)?;
+        println!("{:>8}  started {name:<5} {addr}", ms(t0.elapsed()));
+    }
+    let (alice, bob) = (net.handle(1).map_err(setup)?, net.handle(2).map_err(setup)?);
+    let bob_id = net.peer_id(2).to_string();
+    let alice_id = net.peer_id(1).to_string();
+    println!("\nalice knows only bob's PeerId; his address and key come from the DHT.");
+    alice
+        .add_contact(&bob_id, Some("bob".into()))
+        .await
+        .map_err(setup)?;
+    bob.add_contact(&alice_id, Some("alice".into()))
+        .await
+        .map_err(setup)?;
+
+    let text = "hello bob 👋 — end-to-end encrypted";
+    let id = send_and_follow(&alice, "bob", text, Status::Delivered, "alice → bob").await?;
+    let got = wait_for(STEP, || async {
+        bob.history("alice", None)
+            .ok()
+            .and_then(|h| h.into_iter().find(|m| m.id == id))
+    })
+    .await
+    .ok_or_else(|| fail("bob's history lacks the message"))?;
+    if got.text.as_deref() != Some(text) {
+        return Err(fail("bob's copy differs from what alice sent"));
+    }
+    println!("          bob's history: “{}” from alice", text);
+
+    let mut ev = alice.subscribe();
+    let t = Instant::now();
+    let n = bob.read("alice").await.map_err(|e| fail(&e.to_string()))?;
+    println!("          bob reads the conversation ({n} message)");
+    follow(&mut ev, id, Status::Read, t)
+        .await
+        .ok_or_else(|| fail("no read receipt"))?;
+
+    send_and_follow(
+        &bob,
+        "alice",
+        "hi alice! receipts travel signed and sealed too",
+        Status::Delivered,
+        "bob → alice",
+    )
+    .await?;
+    drop(bob); // the harness restarts bob's node below; nothing may keep its store open
+
+    println!("\nbob goes offline; alice's message waits in her outbox and is retried.");
+    net.stop(2).await.map_err(setup)?;
+    let sent = alice
+        .send_text("bob", "are you there?")
+        .await
+        .map_err(|e| fail(&e.to_string()))?;
+    println!("          alice → bob: “are you there?”  {}", sent.status);
+    let t = Instant::now();
+    net.start(2).await.map_err(setup)?;
+    println!("          bob is back (new port; alice finds his new record in the DHT)");
+    let (st, ok) = alice
+        .wait(sent.id, Status::Delivered, Duration::from_secs(60))
+        .await
+        .map_err(|e| fail(&e.to_string()))?;
+    if !ok {
+        return Err(fail(&format!("queued message ended {st}, not delivered")));
+    }
+    println!("{:>8}  delivered after bob's return", ms(t.elapsed()));
+
+    net.shutdown().await;
+    println!("\ndemo ok: every step worked in {}", ms(t0.elapsed()));
+    Ok(())
+}
+
+/// Sends `text` and prints each status change until `until`.
+async fn send_and_follow(
+    from: &Handle,
+    to: &str,
+    text: &str,
+    until: Status,
+    label: &str,
+) -> Result<MessageId, CliError> {
+    let mut ev = from.subscribe();
+    let t = Instant::now();
+    let sent = from
+        .send_text(to, text)
+        .await
+        .map_err(|e| CliError::NotReached(format!("demo send failed: {e}")))?;
+    println!("{:>8}  {label}: “{text}”  {}", ms(t.elapsed()), sent.status);
+    follow(&mut ev, sent.id, until, t)
+        .await
+        .ok_or_else(|| CliError::NotReached(format!("demo: {label} never reached {until}")))?;
+    Ok(sent.id)
+}
+
+/// Prints status changes of `id` until it reaches `until`. `None` on timeout or failure.
+async fn follow(
+    ev: &mut broadcast::Receiver<Event>,
+    id: MessageId,
+    until: Status,
+    t: Instant,
+) -> Option<()> {
+    let want = id.to_string();
+    let fut = async {
+        loop {
+            match ev.recv().await {
+                Ok(Event::Receipt { id, status, .. }) if id == want => {
+                    let note = match status.as_str() {
+                        "sent" => "the recipient's node stored it",
+                        "delivered" => "the recipient's signed receipt",
+                        "read" => "the recipient's signed read receipt",
+                        _ => "",
+                    };
+                    println!("{:>8}  {status:<9} {note}", ms(t.elapsed()));
+                    let s: Status = status.parse().ok()?;
+                    if s == Status::Failed {
+                        return None;
+                    }
+                    if s.reached(until) {
+                        return Some(());
+                    }
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    };
+    tokio::time::timeout(STEP, fut).await.ok().flatten()
+}
+
+fn ms(d: Duration) -> String {
+    format!("+{} ms", d.as_millis())
+}
