@@ -14,6 +14,30 @@ pub const DEFAULT_MESSAGE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// sled page cache for a personal node.
 pub const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
+/// Limits of the relay role (mailboxes kept for others).
+#[derive(Clone, Debug)]
+pub struct RelayLimits {
+    /// Most envelopes kept for one recipient.
+    pub per_recipient_envelopes: usize,
+    /// Most bytes kept for one recipient.
+    pub per_recipient_bytes: usize,
+    /// Most envelopes one depositing peer may have waiting.
+    pub per_depositor_envelopes: usize,
+    /// Longest an envelope is kept, whatever its header says.
+    pub max_age: Duration,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        RelayLimits {
+            per_recipient_envelopes: 10_000,
+            per_recipient_bytes: 256 * 1024 * 1024,
+            per_depositor_envelopes: 20_000,
+            max_age: Duration::from_secs(14 * 24 * 3600),
+        }
+    }
+}
+
 /// A validated node configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -30,6 +54,9 @@ pub struct Config {
     pub(crate) gap_timeout: Duration,
     pub(crate) retry_max: Duration,
     pub(crate) republish_every: Duration,
+    pub(crate) relay_limits: RelayLimits,
+    pub(crate) relay_count: usize,
+    pub(crate) fetch_every: Duration,
 }
 
 impl Config {
@@ -49,6 +76,9 @@ impl Config {
                 gap_timeout: Duration::from_millis(kith_protocol::ordering::GAP_TIMEOUT_MS),
                 retry_max: Duration::from_secs(10),
                 republish_every: Duration::from_secs(600),
+                relay_limits: RelayLimits::default(),
+                relay_count: 3,
+                fetch_every: Duration::from_secs(30),
             },
         }
     }
@@ -115,6 +145,26 @@ impl ConfigBuilder {
         self.cfg.retry_max = d;
         self
     }
+    /// Limits of the relay role.
+    pub fn relay_limits(mut self, l: RelayLimits) -> Self {
+        self.cfg.relay_limits = l;
+        self
+    }
+    /// How many relays to use when none are configured (3 by default).
+    pub fn relay_count(mut self, n: usize) -> Self {
+        self.cfg.relay_count = n;
+        self
+    }
+    /// How often the node's mailboxes are fetched while nothing else triggers it.
+    pub fn fetch_every(mut self, d: Duration) -> Self {
+        self.cfg.fetch_every = d;
+        self
+    }
+    /// How often this node's peer record is republished.
+    pub fn republish_every(mut self, d: Duration) -> Self {
+        self.cfg.republish_every = d;
+        self
+    }
     /// sled's page cache size.
     pub fn cache_bytes(mut self, n: u64) -> Self {
         self.cfg.cache_bytes = n;
@@ -134,6 +184,18 @@ impl ConfigBuilder {
         if c.retry_max < Duration::from_millis(100) {
             return Err(Error::InvalidInput(
                 "retry_max must be at least 100 ms".into(),
+            ));
+        }
+        let l = &c.relay_limits;
+        if l.per_recipient_envelopes == 0
+            || l.per_depositor_envelopes == 0
+            || l.per_recipient_bytes == 0
+        {
+            return Err(Error::InvalidInput("relay quotas must be positive".into()));
+        }
+        if l.max_age < Duration::from_secs(1) {
+            return Err(Error::InvalidInput(
+                "relay max age must be at least 1 s".into(),
             ));
         }
         if c.cache_bytes < 1024 * 1024 {

@@ -12,6 +12,7 @@
 //! - [`safety`]: safety numbers.
 //! - [`text`]: limits and checks on user text and names.
 //! - [`limits`]: every size limit, as constants.
+//! - [`mailbox`]: the relay mailbox protocol: deposit, fetch, acknowledge.
 //!
 //! Wire formats are described in docs/protocol.md.
 
@@ -21,6 +22,7 @@ pub mod error;
 pub mod identity;
 pub mod ids;
 pub mod limits;
+pub mod mailbox;
 pub mod ordering;
 pub mod payload;
 pub mod record;

@@ -6,9 +6,12 @@ use libp2p::identity::Keypair;
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identify, mdns, noise, ping, request_response, tcp, yamux, StreamProtocol, Swarm};
+use libp2p::{
+    autonat, dcutr, identify, mdns, noise, ping, relay, request_response, tcp, yamux,
+    StreamProtocol, Swarm,
+};
 
-use super::codec::{DmCodec, DM_PROTOCOL};
+use super::codec::{DmCodec, MailboxCodec, DM_PROTOCOL, MAILBOX_PROTOCOL};
 use crate::{Error, Result};
 
 /// Kademlia protocol name: kith's own DHT, apart from the public IPFS one.
@@ -26,11 +29,21 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub dm: request_response::Behaviour<DmCodec>,
+    pub mailbox: request_response::Behaviour<MailboxCodec>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Circuit relay v2 server, on relay nodes only.
+    pub relay: Toggle<relay::Behaviour>,
+    pub relay_client: relay::client::Behaviour,
+    pub dcutr: dcutr::Behaviour,
+    pub autonat: autonat::Behaviour,
 }
 
+/// The protocol a relay serves for circuits; peers advertising it (and the mailbox protocol)
+/// are relay-capable.
+pub const RELAY_HOP_PROTOCOL: &str = "/libp2p/circuit/relay/0.2.0/hop";
+
 /// Builds the swarm: TCP and QUIC, noise, yamux, and the behaviour above.
-pub fn build_swarm(key: Keypair, use_mdns: bool) -> Result<Swarm<Behaviour>> {
+pub fn build_swarm(key: Keypair, use_mdns: bool, is_relay: bool) -> Result<Swarm<Behaviour>> {
     let net = |e: &dyn std::fmt::Display| Error::Network(e.to_string());
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
@@ -41,7 +54,9 @@ pub fn build_swarm(key: Keypair, use_mdns: bool) -> Result<Swarm<Behaviour>> {
         )
         .map_err(|e| net(&e))?
         .with_quic()
-        .with_behaviour(|key| {
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| net(&e))?
+        .with_behaviour(|key, relay_client| {
             let peer = key.public().to_peer_id();
             let mut kcfg = kad::Config::new(KAD_PROTOCOL);
             kcfg.set_record_filtering(kad::StoreInserts::FilterBoth)
@@ -66,12 +81,24 @@ pub fn build_swarm(key: Keypair, use_mdns: bool) -> Result<Swarm<Behaviour>> {
             } else {
                 None
             };
+            let mailbox = request_response::Behaviour::new(
+                [(MAILBOX_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(DM_TIMEOUT)
+                    .with_max_concurrent_streams(256),
+            );
+            let relay = is_relay.then(|| relay::Behaviour::new(peer, relay::Config::default()));
             Ok(Behaviour {
                 kad,
                 identify,
                 ping: ping::Behaviour::default(),
                 dm,
+                mailbox,
                 mdns: mdns.into(),
+                relay: relay.into(),
+                relay_client,
+                dcutr: dcutr::Behaviour::new(peer),
+                autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
             })
         })
         .map_err(|e| net(&e))?

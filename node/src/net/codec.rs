@@ -140,3 +140,73 @@ impl libp2p::request_response::Codec for DmCodec {
         write_frame(io, &b).await
     }
 }
+
+/// Protocol name of the relay mailbox.
+pub const MAILBOX_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/mailbox/1.0.0");
+
+/// Codec for `/kith/mailbox/1.0.0`: length-prefixed postcard frames with the limits of
+/// [`kith_protocol::mailbox`].
+#[derive(Clone, Debug, Default)]
+pub struct MailboxCodec;
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+impl libp2p::request_response::Codec for MailboxCodec {
+    type Protocol = StreamProtocol;
+    type Request = kith_protocol::mailbox::MailboxRequest;
+    type Response = kith_protocol::mailbox::MailboxResponse;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Self::Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let b = read_frame(io, kith_protocol::mailbox::MAX_MAILBOX_REQUEST_BYTES).await?;
+        kith_protocol::decode_exact(&b).map_err(invalid)
+    }
+
+    async fn read_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Self::Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let b = read_frame(io, kith_protocol::mailbox::MAX_MAILBOX_RESPONSE_BYTES).await?;
+        kith_protocol::decode_exact(&b).map_err(invalid)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Self::Request,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let b = postcard::to_allocvec(&req).map_err(invalid)?;
+        if b.len() > kith_protocol::mailbox::MAX_MAILBOX_REQUEST_BYTES {
+            return Err(invalid("mailbox request over its limit"));
+        }
+        write_frame(io, &b).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Self::Response,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let b = postcard::to_allocvec(&res).map_err(invalid)?;
+        if b.len() > kith_protocol::mailbox::MAX_MAILBOX_RESPONSE_BYTES {
+            return Err(invalid("mailbox response over its limit"));
+        }
+        write_frame(io, &b).await
+    }
+}

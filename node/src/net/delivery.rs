@@ -83,7 +83,12 @@ impl EventLoop {
             return;
         }
         let st = self.peer_state(peer);
-        if st.next_attempt.is_some_and(|t| t > Instant::now()) || st.lookup_started.is_some() {
+        if st.next_attempt.is_some_and(|t| t > Instant::now()) {
+            // Unreachable for now: hand what waits to the peer's relays.
+            self.deposit_pending(peer, &items);
+            return;
+        }
+        if st.lookup_started.is_some() {
             return;
         }
         let stale = st.stale;
@@ -203,6 +208,12 @@ impl EventLoop {
             OutboundFailure::DialFailure | OutboundFailure::UnsupportedProtocols
         );
         self.peer_failed(peer, unreachable);
+        // Not reachable within the deadline: deposit at its relays now.
+        let items: Vec<(u64, OutboxItem)> = match self.core.store.outbox_all() {
+            Ok(i) => i.into_iter().filter(|(_, it)| it.to == peer).collect(),
+            Err(_) => return,
+        };
+        self.deposit_pending(peer, &items);
     }
 
     /// Backs off before the next attempt to `peer`; `stale` forces a fresh lookup first.

@@ -33,11 +33,22 @@ pub(crate) struct EventLoop {
     pub(super) lookups: HashMap<QueryId, Lookup>,
     pub(super) publisher: Publisher,
     bootstrap_peers: Vec<(PeerId, Multiaddr)>,
+    pub(super) mailbox: super::mailbox::MailboxState,
+    /// This node's relays (mailboxes), listed in its record.
+    pub(super) relays: Vec<PeerId>,
+    configured_relays: Vec<PeerId>,
+    relay_candidates: HashSet<PeerId>,
+    last_fetch: Instant,
+    last_purge: Instant,
 }
 
 impl EventLoop {
     pub(crate) async fn new(core: Arc<Core>, cmd_rx: mpsc::Receiver<Command>) -> Result<EventLoop> {
-        let mut swarm = build_swarm(core.identity.libp2p_keypair(), core.cfg.mdns)?;
+        let mut swarm = build_swarm(
+            core.identity.libp2p_keypair(),
+            core.cfg.mdns,
+            core.cfg.relay,
+        )?;
         let listen: Vec<Multiaddr> = if core.cfg.listen.is_empty() {
             vec![
                 "/ip4/0.0.0.0/tcp/0"
@@ -67,6 +78,23 @@ impl EventLoop {
                 tracing::warn!("cannot dial bootstrap address {a}: {e}");
             }
         }
+        let mut configured_relays = vec![];
+        for a in &core.cfg.use_relays {
+            match a.iter().last() {
+                Some(Protocol::P2p(peer)) => {
+                    let mut bare = a.clone();
+                    bare.pop();
+                    swarm.add_peer_address(peer, bare);
+                    if peer != core.peer_id && !configured_relays.contains(&peer) {
+                        configured_relays.push(peer);
+                    }
+                    if let Err(e) = swarm.dial(a.clone()) {
+                        tracing::warn!("cannot dial relay {a}: {e}");
+                    }
+                }
+                _ => tracing::warn!("relay address {a} has no /p2p/ PeerId; ignored"),
+            }
+        }
         let mut el = EventLoop {
             swarm,
             core,
@@ -77,6 +105,12 @@ impl EventLoop {
             lookups: HashMap::new(),
             publisher: Publisher::default(),
             bootstrap_peers,
+            mailbox: Default::default(),
+            relays: configured_relays.clone(),
+            configured_relays,
+            relay_candidates: HashSet::new(),
+            last_fetch: Instant::now(),
+            last_purge: Instant::now(),
         };
         el.schedule_publish(Duration::from_millis(300));
         Ok(el)
@@ -116,6 +150,42 @@ impl EventLoop {
         }
         self.drain_held();
         self.drive_outbox();
+        if self.last_fetch.elapsed() >= self.core.cfg.fetch_every {
+            self.last_fetch = Instant::now();
+            for r in self.relays.clone() {
+                self.start_fetch(r);
+            }
+        }
+        if self.core.cfg.relay && self.last_purge.elapsed() >= Duration::from_secs(60) {
+            self.last_purge = Instant::now();
+            match self.core.store.mailbox_purge(self.core.clock.now()) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(n, "purged expired envelopes from mailboxes"),
+                Err(e) => tracing::error!("mailbox purge failed: {e}"),
+            }
+        }
+    }
+
+    /// Picks this node's relays: the configured ones, else the relay-capable peers closest
+    /// to its own key. Republishes the record when the choice changes.
+    fn select_relays(&mut self) {
+        if !self.configured_relays.is_empty() {
+            return;
+        }
+        let me = libp2p::kad::KBucketKey::from(self.core.peer_id);
+        let mut c: Vec<PeerId> = self
+            .relay_candidates
+            .iter()
+            .copied()
+            .filter(|p| *p != self.core.peer_id)
+            .collect();
+        c.sort_by_key(|p| me.distance(&libp2p::kad::KBucketKey::from(*p)));
+        c.truncate(self.core.cfg.relay_count);
+        if c != self.relays {
+            tracing::info!(relays = ?c, "relays chosen");
+            self.relays = c;
+            self.schedule_publish(Duration::from_millis(300));
+        }
     }
 
     fn drain_held(&mut self) {
@@ -154,7 +224,7 @@ impl EventLoop {
                     .collect();
                 let _ = reply.send(NetInfo {
                     listen_addrs,
-                    relays: vec![],
+                    relays: self.relays.clone(),
                 });
             }
             Command::Peers { reply } => {
@@ -183,6 +253,13 @@ impl EventLoop {
                 for a in addrs {
                     self.swarm.add_peer_address(peer, a);
                 }
+            }
+            Command::RespondMailbox { channel, response } => {
+                self.respond_mailbox(channel, response)
+            }
+            Command::NotifyMailbox { owner } => self.notify_owner(owner),
+            Command::MailboxProcessed { relay, ids, more } => {
+                self.on_mailbox_processed(relay, ids, more)
             }
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
@@ -214,6 +291,9 @@ impl EventLoop {
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
                 self.drive_peer(peer_id);
+                if self.relays.contains(&peer_id) {
+                    self.start_fetch(peer_id);
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -231,6 +311,10 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(%peer, "dial failed: {error}");
+                // A chosen relay that cannot be reached is replaced.
+                if self.relay_candidates.remove(&peer) {
+                    self.select_relays();
+                }
             }
             SwarmEvent::Behaviour(b) => self.on_behaviour_event(b),
             _ => {}
@@ -240,10 +324,19 @@ impl EventLoop {
     fn on_behaviour_event(&mut self, ev: BehaviourEvent) {
         match ev {
             BehaviourEvent::Dm(e) => self.on_dm_event(e),
+            BehaviourEvent::Mailbox(e) => self.on_mailbox_event(e),
             BehaviourEvent::Kad(e) => self.on_kad_event(e),
-            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })
-                if info.protocols.contains(&KAD_PROTOCOL) =>
-            {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let hop = info
+                    .protocols
+                    .iter()
+                    .any(|p| p.as_ref() == super::behaviour::RELAY_HOP_PROTOCOL);
+                if hop && self.relay_candidates.insert(peer_id) {
+                    self.select_relays();
+                }
+                if !info.protocols.contains(&KAD_PROTOCOL) {
+                    return;
+                }
                 for a in info.listen_addrs {
                     if !a.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, a);
@@ -298,6 +391,33 @@ impl EventLoop {
                     from: peer.to_string(),
                     reason: error.to_string(),
                 });
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_mailbox_event(
+        &mut self,
+        ev: request_response::Event<
+            kith_protocol::mailbox::MailboxRequest,
+            kith_protocol::mailbox::MailboxResponse,
+        >,
+    ) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.on_mailbox_request(peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => self.on_mailbox_response(peer, request_id, response),
+            },
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => self.on_mailbox_failure(request_id, &error),
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::warn!(from = %peer, "dropped mailbox request: {error}");
             }
             request_response::Event::ResponseSent { .. } => {}
         }

@@ -5,6 +5,7 @@ pub mod behaviour;
 pub mod codec;
 mod delivery;
 mod event_loop;
+mod mailbox;
 mod records;
 
 use kith_protocol::PeerId;
@@ -35,6 +36,19 @@ pub(crate) enum Command {
     Peers { reply: oneshot::Sender<PeersInfo> },
     /// Addresses learnt from a contact card.
     AddAddresses { peer: PeerId, addrs: Vec<Multiaddr> },
+    /// Answer a mailbox request once its store work is done.
+    RespondMailbox {
+        channel: ResponseChannel<kith_protocol::mailbox::MailboxResponse>,
+        response: kith_protocol::mailbox::MailboxResponse,
+    },
+    /// (relay) Tell a connected mailbox owner that something new is waiting.
+    NotifyMailbox { owner: PeerId },
+    /// (owner) A fetched batch is stored; acknowledge these ids to the relay.
+    MailboxProcessed {
+        relay: PeerId,
+        ids: Vec<kith_protocol::MessageId>,
+        more: bool,
+    },
     /// Stop the loop.
     Shutdown { reply: oneshot::Sender<()> },
 }

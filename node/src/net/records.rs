@@ -90,7 +90,7 @@ impl EventLoop {
             seq: self.publisher.seq,
             x25519: self.core.identity.x25519_public(),
             addrs: addrs.clone(),
-            relays: vec![],
+            relays: self.relays.clone(),
             prekeys: vec![],
             issued_at: now,
             expires_at: now.plus_ms(RECORD_LIFETIME.as_millis() as u64),

@@ -141,6 +141,23 @@ impl Store {
         Ok(out)
     }
 
+    /// Records why a message is still waiting (e.g. a relay's refusal), without changing its
+    /// status.
+    pub fn set_reason(&self, id: &MessageId, reason: &str) -> Result<()> {
+        let Some(key) = self.msg_index.get(id.0)? else {
+            return Ok(());
+        };
+        self.messages.transaction(|messages| {
+            if let Some(v) = messages.get(&key)? {
+                let mut m: StoredMessage = dec(&v).map_err(abort)?;
+                m.reason = Some(reason.to_string());
+                messages.insert(&key, enc(&m).map_err(abort)?)?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
     /// Moves an outgoing message's status forward (never backwards), recording `reason` for
     /// `failed`. Returns the new status if it changed.
     pub fn advance_status(

@@ -8,6 +8,7 @@
 
 mod contacts;
 mod inbox;
+mod mailbox;
 mod messages;
 mod outbox;
 
@@ -18,6 +19,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 pub use contacts::Contact;
 pub use inbox::{Accepted, Delivered};
+pub use mailbox::{Deposit, MailboxEntry};
 pub use messages::StoredMessage;
 pub use outbox::{OutKind, OutboxItem};
 
@@ -44,6 +46,9 @@ pub struct Store {
     seqstate: sled::Tree,
     outseq: sled::Tree,
     pending_receipts: sled::Tree,
+    mailbox: sled::Tree,
+    mailbox_ids: sled::Tree,
+    mailbox_depositors: sled::Tree,
 }
 
 impl Store {
@@ -73,6 +78,9 @@ impl Store {
             seqstate: t("seqstate")?,
             outseq: t("outseq")?,
             pending_receipts: t("pending_receipts")?,
+            mailbox: t("mailbox")?,
+            mailbox_ids: t("mailbox_ids")?,
+            mailbox_depositors: t("mailbox_depositors")?,
             path: path.to_path_buf(),
             db,
         };
