@@ -122,6 +122,29 @@ pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> 
     }
 }
 
+/// Polls `probe` until it yields a value, panicking after `timeout` with `what` and what
+/// `context` says then (for instance the nodes' logs).
+pub fn poll_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+    context: impl FnOnce() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                context()
+            );
+        }
+        thread::sleep(POLL);
+    }
+}
+
 /// A temporary home holding an identity made by `kith init`.
 pub fn initialized_home(name: Option<&str>) -> TempDir {
     let home = TempDir::new().unwrap();
@@ -133,39 +156,72 @@ pub fn initialized_home(name: Option<&str>) -> TempDir {
     home
 }
 
-/// A node started with `kith up` on loopback, killed when dropped.
+/// A node started with `kith up` on loopback (without mDNS), killed when dropped. It can be
+/// stopped (SIGTERM), killed (SIGKILL) and started again on the same home; every run appends
+/// its stderr to the same log, HOME/up.log.
 pub struct Node {
     pub home: TempDir,
     child: Child,
     log: PathBuf,
+    /// The `kith up` flags after `--listen /ip4/127.0.0.1/tcp/0 --no-mdns`.
+    extra_args: Vec<String>,
 }
 
 impl Node {
     /// Initializes a home and runs `kith up` in it; returns once `kith id` answers.
     pub fn start(name: &str) -> Node {
+        Node::start_with(name, &[])
+    }
+
+    /// Like [`Node::start`], with more `kith up` flags (e.g. `--bootstrap ADDR`).
+    pub fn start_with(name: &str, extra_args: &[&str]) -> Node {
         let home = initialized_home(Some(name));
         let log = home.path().join("up.log");
-        let child = kith_command()
-            .arg("--home")
-            .arg(home.path())
-            .args(["up", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .expect("cannot start kith up");
-        let mut node = Node { home, child, log };
+        let extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        let child = spawn_up(home.path(), &log, &extra_args);
+        let mut node = Node {
+            home,
+            child,
+            log,
+            extra_args,
+        };
+        node.wait_ready();
+        node
+    }
+
+    /// A node bootstrapping from `boot` (its loopback address, see [`Node::loopback_addr`]).
+    pub fn start_joining(name: &str, boot: &Node) -> Node {
+        Node::start_with(name, &["--bootstrap", &boot.loopback_addr()])
+    }
+
+    /// Runs `kith up` again on the same home with the same flags, after the previous run
+    /// ended; returns once `kith id` answers.
+    pub fn restart(&mut self) {
+        assert!(
+            self.child.try_wait().unwrap().is_some(),
+            "restart of a node that still runs"
+        );
+        if let Ok(mut log) = std::fs::OpenOptions::new().append(true).open(&self.log) {
+            let _ = writeln!(log, "---- test: kith up started again ----");
+        }
+        self.child = spawn_up(self.home.path(), &self.log, &self.extra_args);
+        self.wait_ready();
+    }
+
+    /// Polls `kith id` until it answers; panics if `kith up` exits or takes too long.
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = node.child.try_wait().unwrap() {
-                panic!("kith up exited with {status}: {}", node.log());
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("kith up exited with {status}: {}", self.log());
             }
-            if node.kith(&["id", "--json"]).code() == Some(0) {
-                return node;
+            if self.kith(&["id", "--json"]).code() == Some(0) {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
                 "kith up did not answer in time: {}",
-                node.log()
+                self.log()
             );
             thread::sleep(POLL);
         }
@@ -182,17 +238,80 @@ impl Node {
         id["peer_id"].as_str().unwrap().to_string()
     }
 
-    /// What the node logged so far.
+    /// This node's first listen address on 127.0.0.1, with its `/p2p/` suffix: what others
+    /// pass to `--bootstrap`.
+    pub fn loopback_addr(&self) -> String {
+        let id = self.kith(&["id", "--json"]).assert_code(0).json();
+        id["listen_addrs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|a| a.starts_with("/ip4/127.0.0.1/") && a.contains("/p2p/"))
+            .unwrap_or_else(|| panic!("no loopback /p2p/ address in {id}"))
+            .to_string()
+    }
+
+    /// `kith history TARGET --json`, which must succeed.
+    pub fn history(&self, target: &str) -> Vec<Value> {
+        self.kith(&["history", target, "--json"])
+            .assert_code(0)
+            .json_lines()
+    }
+
+    /// HOME/api.sock.
+    pub fn socket(&self) -> PathBuf {
+        self.home.path().join("api.sock")
+    }
+
+    /// The process id of the current `kith up`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the node logged so far (all runs).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Sends SIGTERM and waits for the node to exit.
+    /// Sends SIGTERM and waits for the node to exit (`None` if it did not within
+    /// [`RUN_TIMEOUT`]; it is then killed).
     pub fn terminate(&mut self) -> Option<ExitStatus> {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            return Some(status);
+        }
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         wait_timeout(&mut self.child, RUN_TIMEOUT)
     }
+
+    /// Sends SIGKILL at once and reaps the process: a crash, with no chance to clean up.
+    pub fn kill(&mut self) -> ExitStatus {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            return status;
+        }
+        self.child.kill().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+/// Spawns `kith --home HOME up --listen /ip4/127.0.0.1/tcp/0 --no-mdns EXTRA...`, appending
+/// its stderr to `log`.
+fn spawn_up(home: &Path, log: &Path, extra_args: &[String]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    kith_command()
+        .arg("--home")
+        .arg(home)
+        .args(["up", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+        .args(extra_args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("cannot start kith up")
 }
 
 impl Drop for Node {
