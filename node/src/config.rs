@@ -14,6 +14,23 @@ pub const DEFAULT_MESSAGE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// sled page cache for a personal node.
 pub const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
+/// Faults to inject, for tests and the simulator. All off by default.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Drop this many of the next direct-message responses (the sender sees a lost ack).
+    pub drop_dm_responses: std::sync::atomic::AtomicU32,
+}
+
+impl Faults {
+    /// Takes one dropped response from the budget, if any is left.
+    pub(crate) fn take_dm_drop(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.drop_dm_responses
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
 /// Limits of the relay role (mailboxes kept for others).
 #[derive(Clone, Debug)]
 pub struct RelayLimits {
@@ -57,6 +74,7 @@ pub struct Config {
     pub(crate) relay_limits: RelayLimits,
     pub(crate) relay_count: usize,
     pub(crate) fetch_every: Duration,
+    pub(crate) faults: Arc<Faults>,
 }
 
 impl Config {
@@ -79,6 +97,7 @@ impl Config {
                 relay_limits: RelayLimits::default(),
                 relay_count: 3,
                 fetch_every: Duration::from_secs(30),
+                faults: Arc::new(Faults::default()),
             },
         }
     }
@@ -163,6 +182,11 @@ impl ConfigBuilder {
     /// How often this node's peer record is republished.
     pub fn republish_every(mut self, d: Duration) -> Self {
         self.cfg.republish_every = d;
+        self
+    }
+    /// Faults to inject (tests and the simulator).
+    pub fn faults(mut self, f: Arc<Faults>) -> Self {
+        self.cfg.faults = f;
         self
     }
     /// sled's page cache size.

@@ -21,7 +21,12 @@ pub struct SimNode {
     pub peer_id: PeerId,
     node: Option<Node>,
     handle: Option<Handle>,
+    /// This node's own config adjustments, applied at every start.
+    setup: NodeSetup,
 }
+
+/// Adjusts one node's config (relay role, relays to use, ...), at every start.
+pub type NodeSetup = Box<dyn Fn(crate::ConfigBuilder) -> crate::ConfigBuilder + Send + Sync>;
 
 impl SimNode {
     /// The running node's handle. Panics in tests only if the node is stopped.
@@ -65,6 +70,11 @@ impl Harness {
 
     /// Creates and starts a node. The first node added becomes everyone's bootstrap node.
     pub async fn add(&mut self, name: &str) -> Result<usize> {
+        self.add_with(name, Box::new(|b| b)).await
+    }
+
+    /// Creates and starts a node with its own config adjustments.
+    pub async fn add_with(&mut self, name: &str, setup: NodeSetup) -> Result<usize> {
         let home = self.dir.path().join(name);
         let info = home::init(&home, Some(name))?;
         self.nodes.push(SimNode {
@@ -73,6 +83,7 @@ impl Harness {
             peer_id: info.peer_id,
             node: None,
             handle: None,
+            setup,
         });
         let i = self.nodes.len() - 1;
         self.start(i).await?;
@@ -98,6 +109,7 @@ impl Harness {
             .api(false)
             .clock(std::sync::Arc::new(self.clock.clone()));
         b = (self.tweak)(b);
+        b = (n.setup)(b);
         let cfg = b.build()?;
         // A node stopped a moment ago may still be releasing its store.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

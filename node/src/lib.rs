@@ -26,7 +26,7 @@ pub mod store;
 
 use std::future::Future;
 
-pub use config::{Config, ConfigBuilder, RelayLimits};
+pub use config::{Config, ConfigBuilder, Faults, RelayLimits};
 pub use error::{Error, Result};
 pub use events::Event;
 pub use libp2p::Multiaddr;

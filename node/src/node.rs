@@ -201,6 +201,12 @@ impl Handle {
         self.ask(|reply| Command::NetInfo { reply }).await
     }
 
+    /// Looks `peer`'s record up in the DHT: a fresh query whose answer is the valid record with
+    /// the highest sequence number seen.
+    pub async fn lookup(&self, peer: PeerId) -> Result<Option<kith_protocol::record::PeerRecord>> {
+        self.ask(|reply| Command::Lookup { peer, reply }).await
+    }
+
     /// Connected peers and the routing table size.
     pub async fn peers(&self) -> Result<PeersInfo> {
         self.ask(|reply| Command::Peers { reply }).await

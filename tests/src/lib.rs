@@ -3,7 +3,9 @@
 //! holds what they share.
 
 pub mod craft;
+pub mod mailbox_peer;
 pub mod rawpeer;
+pub mod relay_util;
 
 use std::time::Duration;
 

@@ -40,6 +40,10 @@ pub(crate) struct EventLoop {
     relay_candidates: HashSet<PeerId>,
     last_fetch: Instant,
     last_purge: Instant,
+    /// Circuit addresses to listen on once their relay is connected.
+    circuit_listens: Vec<(PeerId, Multiaddr)>,
+    /// Circuit listeners in place, to be renewed when they close (the relay went away).
+    circuit_listeners: HashMap<libp2p::core::transport::ListenerId, (PeerId, Multiaddr)>,
 }
 
 impl EventLoop {
@@ -61,7 +65,31 @@ impl EventLoop {
         } else {
             core.cfg.listen.clone()
         };
+        // Listening through a relay's circuit waits until the relay is connected: the
+        // relay client reserves a slot over that connection.
+        let mut circuit_listens = vec![];
         for a in listen {
+            if a.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+                let relay = a.iter().find_map(|p| match p {
+                    Protocol::P2p(id) => Some(id),
+                    _ => None,
+                });
+                let Some(relay) = relay else {
+                    return Err(Error::InvalidInput(format!(
+                        "circuit address {a} names no relay (/p2p/...)"
+                    )));
+                };
+                let relay_addr: Multiaddr = a
+                    .iter()
+                    .take_while(|p| !matches!(p, Protocol::P2p(_)))
+                    .collect();
+                swarm.add_peer_address(relay, relay_addr.clone());
+                if let Err(e) = swarm.dial(relay_addr.with(Protocol::P2p(relay))) {
+                    tracing::warn!("cannot dial relay for {a}: {e}");
+                }
+                circuit_listens.push((relay, a));
+                continue;
+            }
             swarm
                 .listen_on(a.clone())
                 .map_err(|e| Error::Network(format!("cannot listen on {a}: {e}")))?;
@@ -111,6 +139,8 @@ impl EventLoop {
             relay_candidates: HashSet::new(),
             last_fetch: Instant::now(),
             last_purge: Instant::now(),
+            circuit_listens,
+            circuit_listeners: HashMap::new(),
         };
         el.schedule_publish(Duration::from_millis(300));
         Ok(el)
@@ -136,7 +166,8 @@ impl EventLoop {
                     Some(c) => self.on_command(c),
                     None => break,
                 },
-                _ = tick.tick() => self.on_tick(),
+                                _ = tick.tick() => self.on_tick(),
+                _ = publish_due(self.publisher.due, self.publisher.in_flight.is_some()) => self.publish_record(),
             }
         }
         tracing::debug!("event loop stopped");
@@ -154,6 +185,14 @@ impl EventLoop {
             self.last_fetch = Instant::now();
             for r in self.relays.clone() {
                 self.start_fetch(r);
+            }
+        }
+        for (relay, _) in self.circuit_listens.clone() {
+            if !self.swarm.is_connected(&relay) {
+                let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(relay)
+                    .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                let _ = self.swarm.dial(opts);
             }
         }
         if self.core.cfg.relay && self.last_purge.elapsed() >= Duration::from_secs(60) {
@@ -204,6 +243,10 @@ impl EventLoop {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Kick => self.drive_outbox(),
+            Command::Respond { channel, .. } if self.core.cfg.faults.take_dm_drop() => {
+                tracing::debug!("fault injection: dropped a direct-message response");
+                drop(channel);
+            }
             Command::Respond { channel, response } => {
                 if self
                     .swarm
@@ -261,6 +304,7 @@ impl EventLoop {
             Command::MailboxProcessed { relay, ids, more } => {
                 self.on_mailbox_processed(relay, ids, more)
             }
+            Command::Lookup { peer, reply } => self.lookup_with(peer, Some(reply)),
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
             }
@@ -271,10 +315,26 @@ impl EventLoop {
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!("listening on {address}/p2p/{}", self.core.peer_id);
+                // A relay is run to be reachable: its listen addresses are its external ones
+                // (the circuit relay server only serves once it has one).
+                if self.core.cfg.relay
+                    && super::records::publishable(std::iter::once(address.clone())).len() == 1
+                {
+                    self.swarm.add_external_address(address.clone());
+                }
                 self.schedule_publish(Duration::from_millis(300));
             }
             SwarmEvent::ExpiredListenAddr { .. } => {
                 self.schedule_publish(Duration::from_millis(300))
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                if let Some((relay, a)) = self.circuit_listeners.remove(&listener_id) {
+                    tracing::info!(
+                        "circuit listener through {relay} closed; renewing when the relay is back"
+                    );
+                    self.circuit_listens.push((relay, a));
+                }
+                self.schedule_publish(Duration::from_millis(300));
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -289,6 +349,19 @@ impl EventLoop {
                 }
                 if self.bootstrap_peers.iter().any(|(p, _)| *p == peer_id) {
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
+                let (now_listen, later): (Vec<_>, Vec<_>) =
+                    std::mem::take(&mut self.circuit_listens)
+                        .into_iter()
+                        .partition(|(r, _)| *r == peer_id);
+                self.circuit_listens = later;
+                for (r, a) in now_listen {
+                    match self.swarm.listen_on(a.clone()) {
+                        Ok(id) => {
+                            self.circuit_listeners.insert(id, (r, a));
+                        }
+                        Err(e) => tracing::warn!("cannot listen on {a}: {e}"),
+                    }
                 }
                 self.drive_peer(peer_id);
                 if self.relays.contains(&peer_id) {
@@ -461,5 +534,13 @@ impl EventLoop {
             .kbuckets()
             .map(|b| b.num_entries())
             .sum()
+    }
+}
+
+/// Resolves when this node's record is due for publication (never while one is in flight).
+async fn publish_due(due: Option<Instant>, in_flight: bool) {
+    match due {
+        Some(d) if !in_flight => tokio::time::sleep_until(d.into()).await,
+        _ => std::future::pending().await,
     }
 }

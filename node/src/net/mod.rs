@@ -49,6 +49,11 @@ pub(crate) enum Command {
         ids: Vec<kith_protocol::MessageId>,
         more: bool,
     },
+    /// Look a peer's record up in the DHT (fresh query, highest valid sequence number).
+    Lookup {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<kith_protocol::record::PeerRecord>>,
+    },
     /// Stop the loop.
     Shutdown { reply: oneshot::Sender<()> },
 }

@@ -29,6 +29,7 @@ pub(super) struct Publisher {
 pub(super) struct Lookup {
     pub peer: PeerId,
     pub best: Option<(PeerRecord, Vec<u8>)>,
+    pub waiters: Vec<tokio::sync::oneshot::Sender<Option<PeerRecord>>>,
 }
 
 /// Addresses worth publishing: not unspecified, without a `/p2p/` suffix.
@@ -164,12 +165,24 @@ impl EventLoop {
         rec.expires = Some(Instant::now() + RECORD_LIFETIME);
         if let Err(e) = store.put(rec) {
             tracing::debug!("DHT record store full: {e}");
+        } else {
+            tracing::debug!(%source, owner = %parsed.peer_id, seq = parsed.seq, "stored a peer record for the DHT");
         }
     }
 
     /// Starts looking up `peer`'s record unless a lookup is already running.
     pub(super) fn start_lookup(&mut self, peer: PeerId) {
-        if self.lookups.values().any(|l| l.peer == peer) {
+        self.lookup_with(peer, None);
+    }
+
+    /// Starts (or joins) a lookup of `peer`'s record; `waiter` gets the result.
+    pub(super) fn lookup_with(
+        &mut self,
+        peer: PeerId,
+        waiter: Option<tokio::sync::oneshot::Sender<Option<PeerRecord>>>,
+    ) {
+        if let Some(l) = self.lookups.values_mut().find(|l| l.peer == peer) {
+            l.waiters.extend(waiter);
             return;
         }
         let q = self
@@ -177,7 +190,14 @@ impl EventLoop {
             .behaviour_mut()
             .kad
             .get_record(kad::RecordKey::new(&record::dht_key(&peer)));
-        self.lookups.insert(q, Lookup { peer, best: None });
+        self.lookups.insert(
+            q,
+            Lookup {
+                peer,
+                best: None,
+                waiters: waiter.into_iter().collect(),
+            },
+        );
         self.peer_state(peer).lookup_started = Some(Instant::now());
     }
 
@@ -213,6 +233,9 @@ impl EventLoop {
         let now = self.core.clock.now();
         let peer = l.peer;
         self.peer_state(peer).lookup_started = None;
+        for w in l.waiters {
+            let _ = w.send(l.best.as_ref().map(|(r, _)| r.clone()));
+        }
         match l.best {
             Some((rec, signed)) => {
                 match self.core.store.offer_record(&rec, &signed, now) {

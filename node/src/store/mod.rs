@@ -60,7 +60,11 @@ impl Store {
             .flush_every_ms(Some(500))
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                // sled reports a held lock as an `Other` I/O error naming the lock.
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("could not acquire lock") =>
+                {
                     Error::AlreadyRunning(path.to_path_buf())
                 }
                 other => Error::Store(other),
