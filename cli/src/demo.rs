@@ -22,14 +22,42 @@ pub async fn run() -> Result<(), CliError> {
     println!("kith demo — a local network on 127.0.0.1, each node with its own home and store\n");
 
     let mut net = Harness::new().map_err(setup)?;
-    for name in ["boot", "alice", "bob"] {
-        let i = net.add(name).await.map_err(setup)?;
-        let addr = net.listen_addr(i).await.map_err(setup)?;
-        println!("{:>8}  started {name:<5} {addr}", ms(t0.elapsed()));
+    let boot = net.add("boot").await.map_err(setup)?;
+    println!(
+        "{:>8}  started boot  {}",
+        ms(t0.elapsed()),
+        net.listen_addr(boot).await.map_err(setup)?
+    );
+    let relay = net
+        .add_with("relay", Box::new(|b| b.relay(true)))
+        .await
+        .map_err(setup)?;
+    let raddr = net.listen_addr(relay).await.map_err(setup)?;
+    println!(
+        "{:>8}  started relay {raddr}  (keeps mailboxes for offline peers)",
+        ms(t0.elapsed())
+    );
+    let mut users = vec![];
+    for name in ["alice", "bob"] {
+        let r = raddr.clone();
+        let i = net
+            .add_with(name, Box::new(move |b| b.use_relays(vec![r.clone()])))
+            .await
+            .map_err(setup)?;
+        println!(
+            "{:>8}  started {name:<5} {}",
+            ms(t0.elapsed()),
+            net.listen_addr(i).await.map_err(setup)?
+        );
+        users.push(i);
     }
-    let (alice, bob) = (net.handle(1).map_err(setup)?, net.handle(2).map_err(setup)?);
-    let bob_id = net.peer_id(2).to_string();
-    let alice_id = net.peer_id(1).to_string();
+    let (ia, ib) = (users[0], users[1]);
+    let (alice, bob) = (
+        net.handle(ia).map_err(setup)?,
+        net.handle(ib).map_err(setup)?,
+    );
+    let bob_id = net.peer_id(ib).to_string();
+    let alice_id = net.peer_id(ia).to_string();
     println!("\nalice knows only bob's PeerId; his address and key come from the DHT.");
     alice
         .add_contact(&bob_id, Some("bob".into()))
@@ -71,24 +99,40 @@ pub async fn run() -> Result<(), CliError> {
     .await?;
     drop(bob); // the harness restarts bob's node below; nothing may keep its store open
 
-    println!("\nbob goes offline; alice's message waits in her outbox and is retried.");
-    net.stop(2).await.map_err(setup)?;
+    println!("\nbob goes offline; alice's message goes to bob's relay, sealed: the relay cannot read it.");
+    net.stop(ib).await.map_err(setup)?;
+    let offline_text = "are you there?";
+    let mut ev = alice.subscribe();
+    let t = Instant::now();
     let sent = alice
-        .send_text("bob", "are you there?")
+        .send_text("bob", offline_text)
         .await
         .map_err(|e| fail(&e.to_string()))?;
-    println!("          alice → bob: “are you there?”  {}", sent.status);
-    let t = Instant::now();
-    net.start(2).await.map_err(setup)?;
-    println!("          bob is back (new port; alice finds his new record in the DHT)");
+    println!(
+        "{:>8}  alice → bob: “{offline_text}”  {}",
+        ms(t.elapsed()),
+        sent.status
+    );
     let (st, ok) = alice
-        .wait(sent.id, Status::Delivered, Duration::from_secs(60))
+        .wait(sent.id, Status::Sent, STEP)
         .await
         .map_err(|e| fail(&e.to_string()))?;
     if !ok {
-        return Err(fail(&format!("queued message ended {st}, not delivered")));
+        return Err(fail(&format!("the relay never took the message ({st})")));
     }
-    println!("{:>8}  delivered after bob's return", ms(t.elapsed()));
+    println!(
+        "{:>8}  sent      bob's relay signed for it",
+        ms(t.elapsed())
+    );
+    let held = net.handle(relay).map_err(setup)?.store().mailbox_total();
+    println!("          the relay holds {held} sealed envelope(s) for bob (messages and receipts)");
+    while ev.try_recv().is_ok() {} // already shown
+    let t = Instant::now();
+    net.start(ib).await.map_err(setup)?;
+    println!("          bob is back on a new port; he fetches his mailbox from the relay");
+    follow(&mut ev, sent.id, Status::Delivered, t)
+        .await
+        .ok_or_else(|| fail("the relayed message was never delivered"))?;
 
     net.shutdown().await;
     println!("\ndemo ok: every step worked in {}", ms(t0.elapsed()));

@@ -80,7 +80,8 @@ enum Command {
         /// Serve as a relay for other nodes.
         #[arg(long)]
         relay: bool,
-        /// Reserve a slot on this relay so that others can reach us through it (repeatable).
+        /// Keep this node's mailbox at this relay (repeatable; MULTIADDR with /p2p/). To be
+        /// reachable through a relay's circuit, also pass --listen RELAY_ADDR/p2p-circuit.
         #[arg(long = "use-relay", value_name = "MULTIADDR")]
         use_relay: Vec<String>,
         /// Do not discover peers on the local network with mDNS.

@@ -210,6 +210,12 @@ impl ConfigBuilder {
                 "retry_max must be at least 100 ms".into(),
             ));
         }
+        let most = kith_protocol::limits::MAX_RELAYS;
+        if c.relay_count > most || c.use_relays.len() > most {
+            return Err(Error::InvalidInput(format!(
+                "a node lists at most {most} relays"
+            )));
+        }
         let l = &c.relay_limits;
         if l.per_recipient_envelopes == 0
             || l.per_depositor_envelopes == 0

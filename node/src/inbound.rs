@@ -63,12 +63,7 @@ async fn process(core: &Arc<Core>, from: PeerId, bytes: &[u8]) -> Result<DmRespo
         ));
     }
     if core.store.seen(&env.id)? {
-        tracing::warn!(%from, id = %env.id, "dropped envelope: replay of an id already received");
-        let _ = core.events.send(Event::Dropped {
-            from: from.to_string(),
-            reason: "replay".into(),
-        });
-        return Ok(DmResponse::Accepted);
+        return replay(core, from, env.id).await;
     }
     let opened = match envelope::open(&core.identity, env) {
         Ok(o) => o,
@@ -83,16 +78,28 @@ async fn process(core: &Arc<Core>, from: PeerId, bytes: &[u8]) -> Result<DmRespo
         }
     }
     if core.store.accept(&p, now)? == Accepted::Replay {
-        tracing::warn!(%from, id = %p.id, "dropped envelope: replay of an id already received");
-        let _ = core.events.send(Event::Dropped {
-            from: from.to_string(),
-            reason: "replay".into(),
-        });
-        return Ok(DmResponse::Accepted);
+        return replay(core, from, p.id).await;
     }
     core.store.flush().await?;
     if p.body.is_sequenced() {
         core.drain(&p.sender)?;
     }
+    Ok(DmResponse::Accepted)
+}
+
+/// A copy of an envelope already received: dropped and logged as a replay, and answered
+/// `Accepted` (the sender may be retrying after a lost acknowledgement) — but only once the
+/// first copy is surely on disk.
+async fn replay(
+    core: &Arc<Core>,
+    from: PeerId,
+    id: kith_protocol::MessageId,
+) -> Result<DmResponse> {
+    tracing::warn!(%from, %id, "dropped envelope: replay of an id already received");
+    let _ = core.events.send(Event::Dropped {
+        from: from.to_string(),
+        reason: "replay".into(),
+    });
+    core.store.flush().await?;
     Ok(DmResponse::Accepted)
 }

@@ -483,3 +483,78 @@ async fn a_node_behind_a_relay_circuit_receives_direct_messages() {
     assert_eq!(hb.history(&alice, None).unwrap().len(), 1);
     net.shutdown().await;
 }
+
+/// The recipient is killed in the middle of fetching a long mailbox, and the relay is killed
+/// between deposits and the fetch. After restarts, everything arrives once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_during_deposit_and_fetch_lose_and_duplicate_nothing() {
+    init_logs();
+    let mut net = Harness::new().unwrap();
+    net.add("boot").await.unwrap();
+    let (r, raddr) = add_relay(&mut net, "relay", None).await;
+    let b = add_user(&mut net, "bob", &raddr).await;
+    let a = add_user(&mut net, "alice", &raddr).await;
+    let bob = net.peer_id(b);
+    let alice = net.peer_id(a).to_string();
+    let ha = net.handle(a).unwrap();
+    let warm = ha.send_text(&bob.to_string(), "warm-up").await.unwrap();
+    assert!(ha.wait(warm.id, Status::Delivered, WAIT).await.unwrap().1);
+    net.stop(b).await.unwrap();
+    const N: usize = 300;
+    let mut ids = vec![];
+    for i in 0..N {
+        ids.push(
+            ha.send_text(&bob.to_string(), &format!("m{i:03}"))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    for id in &ids {
+        assert!(
+            ha.wait(*id, Status::Sent, WAIT).await.unwrap().1,
+            "not deposited"
+        );
+    }
+    net.kill(r).await;
+    net.start(r).await.unwrap();
+    net.start(b).await.unwrap();
+    let hb = net.handle(b).unwrap();
+    let count = |hb: kith_node::Handle, alice: String| async move {
+        hb.history(&alice, None).map(|h| h.len()).unwrap_or(0)
+    };
+    // Kill bob as soon as the first fetched messages are in, well before the batch is done.
+    wait_for(WAIT, || async {
+        (count(hb.clone(), alice.clone()).await > 1).then_some(())
+    })
+    .await
+    .expect("fetch began");
+    let partial = count(hb.clone(), alice.clone()).await;
+    drop(hb);
+    net.kill(b).await;
+    println!("killed bob with {partial} of {} messages in", N + 1);
+    net.start(b).await.unwrap();
+    let hb = net.handle(b).unwrap();
+    let texts = wait_for(Duration::from_secs(60), || async {
+        let t: Vec<String> = hb
+            .history(&alice, None)
+            .ok()?
+            .into_iter()
+            .filter_map(|m| m.text)
+            .collect();
+        (t.len() > N).then_some(t)
+    })
+    .await
+    .expect("not everything arrived");
+    let want: Vec<String> = std::iter::once("warm-up".to_string())
+        .chain((0..N).map(|i| format!("m{i:03}")))
+        .collect();
+    assert_eq!(texts, want, "lost, duplicated or reordered");
+    let hr = net.handle(r).unwrap();
+    wait_for(WAIT, || async {
+        (hr.store().mailbox_len(&bob) == 0).then_some(())
+    })
+    .await
+    .expect("mailbox emptied");
+    net.shutdown().await;
+}

@@ -38,8 +38,8 @@ pub struct Behaviour {
     pub autonat: autonat::Behaviour,
 }
 
-/// The protocol a relay serves for circuits; peers advertising it (and the mailbox protocol)
-/// are relay-capable.
+/// The protocol a relay serves for circuits; peers advertising it are relay-capable (every
+/// kith relay also keeps mailboxes).
 pub const RELAY_HOP_PROTOCOL: &str = "/libp2p/circuit/relay/0.2.0/hop";
 
 /// Builds the swarm: TCP and QUIC, noise, yamux, and the behaviour above.

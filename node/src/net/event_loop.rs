@@ -187,8 +187,18 @@ impl EventLoop {
                 self.start_fetch(r);
             }
         }
-        for (relay, _) in self.circuit_listens.clone() {
-            if !self.swarm.is_connected(&relay) {
+        for (relay, a) in std::mem::take(&mut self.circuit_listens) {
+            if self.swarm.is_connected(&relay) {
+                match self.swarm.listen_on(a.clone()) {
+                    Ok(id) => {
+                        self.circuit_listeners.insert(id, (relay, a));
+                    }
+                    Err(e) => tracing::warn!("cannot listen on {a}: {e}"),
+                }
+                continue;
+            }
+            self.circuit_listens.push((relay, a));
+            {
                 let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(relay)
                     .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
                     .build();

@@ -24,6 +24,8 @@ use crate::store::{Deposit, OutboxItem};
 const CHALLENGE_TTL: Duration = Duration::from_secs(60);
 /// Most outstanding challenges a relay keeps.
 const MAX_CHALLENGES: usize = 4096;
+/// Most outstanding challenges for one peer.
+const MAX_CHALLENGES_PER_PEER: usize = 8;
 /// How long a relay that failed is avoided for deposits.
 const RELAY_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -87,7 +89,15 @@ impl EventLoop {
                 self.mailbox
                     .challenges
                     .retain(|_, (_, t)| now.duration_since(*t) < CHALLENGE_TTL);
-                if self.mailbox.challenges.len() >= MAX_CHALLENGES {
+                let mine = self
+                    .mailbox
+                    .challenges
+                    .values()
+                    .filter(|(p, _)| *p == peer)
+                    .count();
+                if self.mailbox.challenges.len() >= MAX_CHALLENGES
+                    || mine >= MAX_CHALLENGES_PER_PEER
+                {
                     return self.respond_mailbox(channel, refuse("busy: too many open challenges"));
                 }
                 let nonce: [u8; 32] = kith_protocol::random_bytes();

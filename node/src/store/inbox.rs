@@ -63,6 +63,7 @@ impl Store {
         } else {
             None
         };
+        let _gate = super::tx_gate();
         let r = (&self.seen, &self.held).transaction(|(seen, held_t)| {
             if seen.get(p.id.0)?.is_some() {
                 return Ok(Accepted::Replay);
@@ -169,6 +170,7 @@ impl Store {
         let receipt = self.receipt_item(me, *sender, ReceiptKind::Delivered, ids, now, ttl_ms)?;
         let okey = self.next_id()?;
         let new_next = plan.next_expected;
+        let _gate = super::tx_gate();
         let moved = (
             &self.held,
             &self.messages,

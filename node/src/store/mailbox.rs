@@ -85,6 +85,7 @@ impl Store {
         };
         let key = u64_key(&prefix, self.next_id()?);
         let value = enc(&entry)?;
+        let _gate = super::tx_gate();
         (&self.mailbox, &self.mailbox_ids, &self.mailbox_depositors).transaction(
             |(mb, ids, deps)| {
                 if ids.get(&ikey)?.is_some() {
@@ -130,6 +131,7 @@ impl Store {
         let mut removed = 0;
         for id in ids {
             let ikey = id_key(owner, id);
+            let _gate = super::tx_gate();
             let r = (&self.mailbox, &self.mailbox_ids, &self.mailbox_depositors).transaction(
                 |(mb, idt, deps)| {
                     let Some(k) = idt.remove(ikey.as_slice())? else {

@@ -53,6 +53,7 @@ impl Store {
         let local = self.next_id()?;
         let outbox_key = self.next_id()?;
         let msg_key = u64_key(&prefix, local);
+        let _gate = super::tx_gate();
         let res = (&self.messages, &self.msg_index, &self.outbox, &self.outseq).transaction(
             |(messages, index, outbox, outseq)| {
                 let seq = read_u64(outseq.get(&prefix)?) + 1;
@@ -147,6 +148,7 @@ impl Store {
         let Some(key) = self.msg_index.get(id.0)? else {
             return Ok(());
         };
+        let _gate = super::tx_gate();
         self.messages.transaction(|messages| {
             if let Some(v) = messages.get(&key)? {
                 let mut m: StoredMessage = dec(&v).map_err(abort)?;
@@ -169,6 +171,7 @@ impl Store {
         let Some(key) = self.msg_index.get(id.0)? else {
             return Ok(None);
         };
+        let _gate = super::tx_gate();
         let res = self.messages.transaction(|messages| {
             let Some(v) = messages.get(&key)? else {
                 return Ok(None);
@@ -245,6 +248,7 @@ impl Store {
             let receipt =
                 self.receipt_item(me, *peer, ReceiptKind::Read, ids.clone(), now, ttl_ms)?;
             let okey = self.next_id()?;
+            let _gate = super::tx_gate();
             (&self.messages, &self.outbox).transaction(|(messages, outbox)| {
                 for (k, m) in chunk {
                     let mut m = m.clone();

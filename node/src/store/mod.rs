@@ -25,6 +25,25 @@ pub use outbox::{OutKind, OutboxItem};
 
 use crate::{Error, Result};
 
+/// Serializes sled transactions against flushes, process-wide.
+///
+/// sled 0.34 switches its global concurrency control to a reader-writer lock once any
+/// transaction has run. A flush holds a read lock while it waits for the log to become stable,
+/// which needs sled's background flusher to take a read lock too; a transaction queued for
+/// the write lock in between blocks that flusher, and the three wait on each other for ever.
+/// Holding this gate — shared by flushes, exclusive for transactions — keeps a transaction from
+/// queueing while a flush is in progress. It is process-wide because sled's lock is.
+static SLED_GATE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Taken around every sled transaction.
+pub(crate) fn tx_gate() -> std::sync::RwLockWriteGuard<'static, ()> {
+    SLED_GATE.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn flush_gate() -> std::sync::RwLockReadGuard<'static, ()> {
+    SLED_GATE.read().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The schema version this kith writes.
 pub const SCHEMA_VERSION: u32 = 1;
 const SCHEMA_KEY: &[u8] = b"schema_version";
@@ -97,7 +116,7 @@ impl Store {
             None => {
                 self.meta
                     .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
-                self.db.flush()?;
+                self.flush_blocking()?;
                 Ok(())
             }
             Some(v) => {
@@ -122,18 +141,25 @@ impl Store {
     /// Writes a schema version (tests use it to simulate a store from another version).
     pub fn set_schema_version_for_tests(&self, v: u32) -> Result<()> {
         self.meta.insert(SCHEMA_KEY, &v.to_be_bytes())?;
-        self.db.flush()?;
+        self.flush_blocking()?;
         Ok(())
     }
 
     /// Makes everything written so far durable.
     pub async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let _gate = flush_gate();
+            db.flush()
+        })
+        .await
+        .map_err(|e| Error::Transaction(format!("flush task failed: {e}")))??;
         Ok(())
     }
 
     /// Makes everything written so far durable (blocking).
     pub fn flush_blocking(&self) -> Result<()> {
+        let _gate = flush_gate();
         self.db.flush()?;
         Ok(())
     }

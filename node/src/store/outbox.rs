@@ -64,6 +64,7 @@ impl Store {
             OutKind::Message => self.msg_index.get(item.id.0)?,
             OutKind::Receipt => None,
         };
+        let _gate = super::tx_gate();
         let changed = (&self.outbox, &self.messages).transaction(|(outbox, messages)| {
             if outbox.remove(&key.to_be_bytes())?.is_none() {
                 return Ok(None);
@@ -78,9 +79,12 @@ impl Store {
             match m.status.advance(status) {
                 Some(s) => {
                     m.status = s;
-                    if s == Status::Failed {
-                        m.reason = reason.map(str::to_string);
-                    }
+                    // A reason says why a message failed or still waits; it goes once it moved on.
+                    m.reason = if s == Status::Failed {
+                        reason.map(str::to_string)
+                    } else {
+                        None
+                    };
                     messages.insert(mk, enc(&m).map_err(abort)?)?;
                     Ok(Some(Some(m)))
                 }
