@@ -82,7 +82,7 @@ async fn process(core: &Arc<Core>, from: PeerId, bytes: &[u8]) -> Result<DmRespo
     }
     core.store.flush().await?;
     if p.body.is_sequenced() {
-        core.drain(&p.sender)?;
+        core.drain(&p.sender, &crate::store::conv_of(&p))?;
     }
     Ok(DmResponse::Accepted)
 }

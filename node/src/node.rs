@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::clock::SharedClock;
 use crate::events::{Event, EVENT_CAPACITY};
 use crate::net::{Command, NetInfo, PeersInfo, COMMAND_CAPACITY};
-use crate::store::{Contact, Store, StoredMessage};
+use crate::store::{Contact, Conv, Store, StoredMessage};
 use crate::{home, Config, Error, Result};
 
 /// State shared by the event loop, the API server and every [`Handle`].
@@ -40,13 +40,14 @@ impl Core {
     }
 
     /// Moves `sender`'s due messages into history and reports them.
-    pub fn drain(&self, sender: &PeerId) -> Result<()> {
+    pub fn drain(&self, sender: &PeerId, conv: &Conv) -> Result<()> {
         loop {
             let d = {
                 let _g = self.drain_lock.lock().unwrap_or_else(|p| p.into_inner());
                 self.store.drain(
                     &self.identity,
                     sender,
+                    conv,
                     self.clock.now(),
                     self.cfg.gap_timeout.as_millis() as u64,
                     self.ttl_ms(),
@@ -385,19 +386,56 @@ impl Handle {
         }
     }
 
-    /// The conversation with `target`, oldest first.
+    /// The conversation with `target` (a contact, a PeerId, a group name or id), oldest first.
     pub fn history(&self, target: &str, limit: Option<usize>) -> Result<Vec<StoredMessage>> {
-        let peer = self.resolve(target)?;
-        self.core.store.history(&peer, limit)
+        let conv = self.resolve_conv(target)?;
+        self.core.store.history(&conv, limit)
+    }
+
+    /// Resolves a target to a conversation: a group id or group name first, else a contact
+    /// name or a PeerId. A name that fits both a group and a contact is ambiguous.
+    pub fn resolve_conv(&self, target: &str) -> Result<Conv> {
+        if let Ok(g) = target.parse::<kith_protocol::group::GroupId>() {
+            if self.core.store.group(&g)?.is_some() {
+                return Ok(Conv::Group(g));
+            }
+        }
+        let groups: Vec<_> = self
+            .core
+            .store
+            .groups()?
+            .into_iter()
+            .filter(|r| r.state.name == target)
+            .collect();
+        let person = self.resolve(target);
+        match (groups.len(), &person) {
+            (0, _) => person.map(Conv::Direct),
+            (1, Err(Error::UnknownTarget(_))) => Ok(Conv::Group(groups[0].state.id)),
+            _ => {
+                let mut candidates: Vec<(String, String)> = groups
+                    .iter()
+                    .map(|g| (g.state.id.to_string(), format!("group {}", g.state.name)))
+                    .collect();
+                match person {
+                    Ok(p) => candidates.push((p.to_string(), target.to_string())),
+                    Err(Error::Ambiguous { candidates: c, .. }) => candidates.extend(c),
+                    Err(_) => {}
+                }
+                Err(Error::Ambiguous {
+                    target: target.to_string(),
+                    candidates,
+                })
+            }
+        }
     }
 
     /// Marks `target`'s messages read and sends a signed read receipt. Returns how many.
     pub async fn read(&self, target: &str) -> Result<usize> {
-        let peer = self.resolve(target)?;
+        let conv = self.resolve_conv(target)?;
         let core = &self.core;
         let ids = core
             .store
-            .mark_read(&core.identity, &peer, core.clock.now(), core.ttl_ms())?;
+            .mark_read(&core.identity, &conv, core.clock.now(), core.ttl_ms())?;
         if !ids.is_empty() {
             core.store.flush().await?;
             core.kick();

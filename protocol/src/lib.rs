@@ -6,6 +6,7 @@
 //! - [`record`]: the signed peer record published in the DHT, and its validation.
 //! - [`card`]: the copy-pasteable contact card.
 //! - [`envelope`]: the outer envelope, byte for byte, and sealing/opening.
+//! - [`group`]: group membership operations and group messages under sender keys.
 //! - [`payload`]: the signed inner payload and its bodies (text, receipts, ...).
 //! - [`status`]: message statuses and the forward-only rule.
 //! - [`ordering`]: per-sender ordering with a bounded wait for gaps.
@@ -19,6 +20,7 @@
 pub mod card;
 pub mod envelope;
 pub mod error;
+pub mod group;
 pub mod identity;
 pub mod ids;
 pub mod limits;

@@ -17,6 +17,8 @@ pub const PAYLOAD_LABEL: &[u8] = b"kith/v1/payload";
 pub enum Conversation {
     /// The one-to-one conversation between sender and recipient.
     Direct,
+    /// A group conversation (a group message delivered one-to-one, or a receipt for one).
+    Group(crate::group::GroupId),
 }
 
 /// What the recipient's signed receipt says about messages.
@@ -37,6 +39,17 @@ pub enum Body {
     Receipt {
         kind: ReceiptKind,
         ids: Vec<MessageId>,
+    },
+    /// A group's operations (its whole log, or the newest part of it).
+    GroupOps {
+        group: crate::group::GroupId,
+        ops: Vec<crate::group::SignedOp>,
+    },
+    /// The sender's current sender key for a group.
+    SenderKey {
+        group: crate::group::GroupId,
+        key_id: u32,
+        key: [u8; 32],
     },
 }
 
@@ -81,6 +94,12 @@ impl Payload {
                     return Err(Error::Malformed(format!("receipt with {} ids", ids.len())));
                 }
             }
+            Body::GroupOps { ops, .. } => {
+                if ops.is_empty() || ops.len() > crate::group::MAX_GROUP_OPS {
+                    return Err(Error::Malformed(format!("{} group operations", ops.len())));
+                }
+            }
+            Body::SenderKey { .. } => {}
         }
         if self.seq > MAX_SEQ {
             return Err(Error::Malformed(format!(

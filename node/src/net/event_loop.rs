@@ -241,7 +241,7 @@ impl EventLoop {
         match self.core.store.senders_with_held() {
             Ok(senders) => {
                 for s in senders {
-                    if let Err(e) = self.core.drain(&s) {
+                    if let Err(e) = self.core.drain(&s.0, &s.1) {
                         tracing::error!("could not drain held messages: {e}");
                     }
                 }

@@ -10,8 +10,16 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::Transactional;
 
 use super::messages::StoredMessage;
-use super::{abort, dec, direct_prefix, enc, read_u64, u64_key, Store};
+use super::{abort, dec, enc, read_u64, u64_key, Conv, Store};
 use crate::Result;
+
+/// The conversation a verified payload belongs to.
+pub(crate) fn conv_of(p: &Payload) -> Conv {
+    match p.conversation {
+        kith_protocol::payload::Conversation::Group(g) => Conv::Group(g),
+        _ => Conv::Direct(p.sender),
+    }
+}
 
 /// Most receipts kept for messages not (yet) known.
 const MAX_PENDING_RECEIPTS: usize = 10_000;
@@ -52,7 +60,7 @@ impl Store {
     /// a receipt is recorded as seen and returned for the caller to apply. The id check and the
     /// insert are one transaction, so two copies arriving at once are accepted once.
     pub fn accept(&self, p: &Payload, now: Timestamp) -> Result<Accepted> {
-        let prefix = direct_prefix(&p.sender);
+        let prefix = conv_of(p).stream_prefix(&p.sender);
         let held_key = u64_key(&prefix, p.seq);
         let sequenced = p.body.is_sequenced();
         let held = if sequenced {
@@ -90,11 +98,13 @@ impl Store {
         &self,
         me: &Identity,
         sender: &PeerId,
+        conv: &Conv,
         now: Timestamp,
         gap_timeout_ms: u64,
         ttl_ms: u64,
     ) -> Result<Delivered> {
-        let prefix = direct_prefix(sender);
+        let prefix = conv.stream_prefix(sender);
+        let hist_prefix = conv.history_prefix();
         let held: Vec<(u64, HeldMsg)> = self
             .held
             .scan_prefix(&prefix)
@@ -163,11 +173,24 @@ impl Store {
                 received_at: Some(h.arrived),
                 expires_at: p.expires_at,
                 seq: p.seq,
+                group: match conv {
+                    Conv::Group(g) => Some(*g),
+                    Conv::Direct(_) => None,
+                },
+                receipts: Default::default(),
             };
-            batch.push((u64_key(&prefix, *seq), u64_key(&prefix, local), msg));
+            batch.push((u64_key(&prefix, *seq), u64_key(&hist_prefix, local), msg));
         }
         let ids: Vec<MessageId> = batch.iter().map(|(_, _, m)| m.id).collect();
-        let receipt = self.receipt_item(me, *sender, ReceiptKind::Delivered, ids, now, ttl_ms)?;
+        let receipt = self.receipt_item(
+            me,
+            *sender,
+            conv.wire(),
+            ReceiptKind::Delivered,
+            ids,
+            now,
+            ttl_ms,
+        )?;
         let okey = self.next_id()?;
         let new_next = plan.next_expected;
         let _gate = super::tx_gate();
@@ -203,18 +226,16 @@ impl Store {
     }
 
     /// Senders that have held messages (to drain at start-up).
-    pub fn senders_with_held(&self) -> Result<Vec<PeerId>> {
-        let mut out: Vec<PeerId> = vec![];
+    pub fn senders_with_held(&self) -> Result<Vec<(PeerId, Conv)>> {
+        let mut out: Vec<(PeerId, Conv)> = vec![];
         for k in self.held.iter().keys() {
             let k = k?;
-            if k.len() > 2 && k[0] == 0 {
-                let n = k[1] as usize;
-                if let Some(b) = k.get(2..2 + n) {
-                    if let Ok(p) = PeerId::from_bytes(b) {
-                        if !out.contains(&p) {
-                            out.push(p);
-                        }
-                    }
+            let Some(stream) = k.get(..k.len().saturating_sub(8)) else {
+                continue;
+            };
+            if let Some(sc) = Conv::from_stream_key(stream) {
+                if !out.contains(&sc) {
+                    out.push(sc);
                 }
             }
         }

@@ -28,6 +28,19 @@ pub struct StoredMessage {
     pub received_at: Option<Timestamp>,
     pub expires_at: Option<Timestamp>,
     pub seq: u64,
+    /// The group, for a group message.
+    pub group: Option<kith_protocol::group::GroupId>,
+    /// Per-member statuses of an outgoing group message.
+    pub receipts: std::collections::BTreeMap<PeerId, Status>,
+}
+
+impl StoredMessage {
+    pub fn conv(&self) -> super::Conv {
+        match self.group {
+            Some(g) => super::Conv::Group(g),
+            None => super::Conv::Direct(self.peer),
+        }
+    }
 }
 
 /// An outgoing message prepared by [`Store::enqueue_text`].
@@ -81,6 +94,8 @@ impl Store {
                     received_at: None,
                     expires_at: None,
                     seq,
+                    group: None,
+                    receipts: Default::default(),
                 };
                 let item = OutboxItem {
                     id,
@@ -116,8 +131,8 @@ impl Store {
     }
 
     /// The conversation with `peer`, oldest first; with `limit`, only the last `limit`.
-    pub fn history(&self, peer: &PeerId, limit: Option<usize>) -> Result<Vec<StoredMessage>> {
-        let prefix = direct_prefix(peer);
+    pub fn history(&self, conv: &super::Conv, limit: Option<usize>) -> Result<Vec<StoredMessage>> {
+        let prefix = conv.history_prefix();
         let mut out: Vec<StoredMessage> = match limit {
             Some(n) => {
                 let mut v: Vec<StoredMessage> = self
@@ -140,6 +155,184 @@ impl Store {
         };
         out.shrink_to_fit();
         Ok(out)
+    }
+
+    /// Moves one member's status of an outgoing group message forward, and the message's own
+    /// status to the lowest over the group's current members. Returns the message if changed.
+    pub fn advance_member(
+        &self,
+        id: &MessageId,
+        member: &PeerId,
+        to: Status,
+    ) -> Result<Option<StoredMessage>> {
+        let Some(key) = self.msg_index.get(id.0)? else {
+            return Ok(None);
+        };
+        let members = match self.message(id)?.and_then(|m| m.group) {
+            Some(g) => self.group(&g)?.map(|r| r.state.members),
+            None => None,
+        };
+        let _gate = super::tx_gate();
+        let res = self.messages.transaction(|messages| {
+            let Some(v) = messages.get(&key)? else {
+                return Ok(None);
+            };
+            let mut m: StoredMessage = dec(&v).map_err(abort)?;
+            let Some(cur) = m.receipts.get(member).copied() else {
+                return Ok(None);
+            };
+            let Some(next) = cur.advance(to) else {
+                return Ok(None);
+            };
+            m.receipts.insert(*member, next);
+            if let Some(s) = m
+                .status
+                .advance(super::overall(&m.receipts, members.as_ref()))
+            {
+                m.status = s;
+            }
+            messages.insert(&key, enc(&m).map_err(abort)?)?;
+            Ok(Some(m))
+        })?;
+        Ok(res)
+    }
+
+    /// Stores an outgoing group message and what is needed to deliver it, in one transaction.
+    /// `make` builds the sealed envelope from the sequence number.
+    #[allow(clippy::too_many_arguments)]
+    pub fn enqueue_group_text(
+        &self,
+        me: &PeerId,
+        group: kith_protocol::group::GroupId,
+        members: &[PeerId],
+        text: String,
+        now: Timestamp,
+        fallback_ms: u64,
+        make: impl Fn(u64, MessageId) -> Result<Vec<u8>>,
+    ) -> Result<(StoredMessage, super::GroupOut)> {
+        let conv = super::Conv::Group(group);
+        let prefix = conv.history_prefix();
+        let seq_key = conv.stream_prefix(me);
+        let id = MessageId::random();
+        let local = self.next_id()?;
+        let msg_key = u64_key(&prefix, local);
+        let seq = read_u64(self.outseq.get(&seq_key)?) + 1;
+        let envelope = make(seq, id)?;
+        let msg = StoredMessage {
+            id,
+            peer: *me,
+            outgoing: true,
+            from: *me,
+            text: Some(text.clone()),
+            status: Status::Queued,
+            reason: None,
+            sent_at: now,
+            received_at: None,
+            expires_at: None,
+            seq,
+            group: Some(group),
+            receipts: members
+                .iter()
+                .filter(|p| *p != me)
+                .map(|p| (*p, Status::Queued))
+                .collect(),
+        };
+        let out = super::GroupOut {
+            group,
+            id,
+            envelope,
+            seq,
+            sent_at: now,
+            text,
+            expires_at: None,
+            fallback_at: now.plus_ms(fallback_ms),
+            fallback_done: false,
+        };
+        let _gate = super::tx_gate();
+        (
+            &self.messages,
+            &self.msg_index,
+            &self.outseq,
+            &self.group_out,
+        )
+            .transaction(|(messages, index, outseq, gout)| {
+                if read_u64(outseq.get(&seq_key)?) + 1 != seq {
+                    return Err(abort(Error::Transaction("concurrent group send".into())));
+                }
+                outseq.insert(seq_key.as_slice(), &seq.to_be_bytes())?;
+                messages.insert(msg_key.as_slice(), enc(&msg).map_err(abort)?)?;
+                index.insert(&id.0, msg_key.as_slice())?;
+                gout.insert(&id.0, enc(&out).map_err(abort)?)?;
+                Ok(())
+            })?;
+        Ok((msg, out))
+    }
+
+    /// Queues a one-to-one copy of a group message for `to` (a member that has not confirmed
+    /// it), signed for that member.
+    pub fn enqueue_group_copy(
+        &self,
+        me: &Identity,
+        to: PeerId,
+        out: &super::GroupOut,
+        ttl_ms: u64,
+    ) -> Result<()> {
+        let payload = Payload {
+            sender: me.peer_id(),
+            recipient: to,
+            id: out.id,
+            conversation: Conversation::Group(out.group),
+            seq: out.seq,
+            sent_at: out.sent_at,
+            expires_at: out.expires_at,
+            body: Body::Text {
+                text: out.text.clone(),
+            },
+        };
+        let item = OutboxItem {
+            id: out.id,
+            to,
+            signed: payload.sign(me)?,
+            kind: OutKind::GroupCopy,
+            created_at: out.sent_at,
+            expires_at: out.sent_at.plus_ms(ttl_ms),
+        };
+        self.outbox
+            .insert(self.next_id()?.to_be_bytes(), enc(&item)?)?;
+        Ok(())
+    }
+
+    /// Queues a control payload (group operations, a sender key...) for `to`.
+    pub fn enqueue_control(
+        &self,
+        me: &Identity,
+        to: PeerId,
+        conversation: Conversation,
+        body: Body,
+        now: Timestamp,
+        ttl_ms: u64,
+    ) -> Result<()> {
+        let payload = Payload {
+            sender: me.peer_id(),
+            recipient: to,
+            id: MessageId::random(),
+            conversation,
+            seq: 0,
+            sent_at: now,
+            expires_at: None,
+            body,
+        };
+        let item = OutboxItem {
+            id: payload.id,
+            to,
+            signed: payload.sign(me)?,
+            kind: OutKind::Receipt,
+            created_at: now,
+            expires_at: now.plus_ms(ttl_ms),
+        };
+        self.outbox
+            .insert(self.next_id()?.to_be_bytes(), enc(&item)?)?;
+        Ok(())
     }
 
     /// Records why a message is still waiting (e.g. a relay's refusal), without changing its
@@ -205,7 +398,12 @@ impl Store {
         let mut unknown = 0;
         for id in ids {
             match self.message(id)? {
-                Some(m) if m.outgoing && m.peer == *signer => {
+                Some(m) if m.outgoing && m.group.is_some() && m.receipts.contains_key(signer) => {
+                    if let Some(m) = self.advance_member(id, signer, Status::from_receipt(kind))? {
+                        changed.push(m);
+                    }
+                }
+                Some(m) if m.outgoing && m.group.is_none() && m.peer == *signer => {
                     if let Some(m) = self.advance_status(id, Status::from_receipt(kind), None)? {
                         changed.push(m);
                     }
@@ -223,16 +421,16 @@ impl Store {
         Ok(changed)
     }
 
-    /// Marks all `received` incoming messages from `peer` as read, and queues one signed read
-    /// receipt per batch, in the same transaction. Returns the ids marked.
+    /// Marks all `received` incoming messages of a conversation as read, and queues one signed
+    /// read receipt per sender and batch, in the same transaction. Returns the ids marked.
     pub fn mark_read(
         &self,
         me: &Identity,
-        peer: &PeerId,
+        conv: &super::Conv,
         now: Timestamp,
         ttl_ms: u64,
     ) -> Result<Vec<MessageId>> {
-        let prefix = direct_prefix(peer);
+        let prefix = conv.history_prefix();
         let unread: Vec<(sled::IVec, StoredMessage)> = self
             .messages
             .scan_prefix(&prefix)
@@ -242,23 +440,37 @@ impl Store {
             })
             .filter(|r| !matches!(r, Ok((_, m)) if m.outgoing || m.status != Status::Received))
             .collect::<Result<_>>()?;
+        let mut by_sender: std::collections::BTreeMap<PeerId, Vec<(sled::IVec, StoredMessage)>> =
+            Default::default();
+        for (k, m) in unread {
+            by_sender.entry(m.from).or_default().push((k, m));
+        }
         let mut marked = vec![];
-        for chunk in unread.chunks(kith_protocol::limits::MAX_RECEIPT_IDS) {
-            let ids: Vec<MessageId> = chunk.iter().map(|(_, m)| m.id).collect();
-            let receipt =
-                self.receipt_item(me, *peer, ReceiptKind::Read, ids.clone(), now, ttl_ms)?;
-            let okey = self.next_id()?;
-            let _gate = super::tx_gate();
-            (&self.messages, &self.outbox).transaction(|(messages, outbox)| {
-                for (k, m) in chunk {
-                    let mut m = m.clone();
-                    m.status = Status::ReadIn;
-                    messages.insert(k, enc(&m).map_err(abort)?)?;
-                }
-                outbox.insert(&okey.to_be_bytes(), enc(&receipt).map_err(abort)?)?;
-                Ok(())
-            })?;
-            marked.extend(ids);
+        for (sender, list) in by_sender {
+            for chunk in list.chunks(kith_protocol::limits::MAX_RECEIPT_IDS) {
+                let ids: Vec<MessageId> = chunk.iter().map(|(_, m)| m.id).collect();
+                let receipt = self.receipt_item(
+                    me,
+                    sender,
+                    conv.wire(),
+                    ReceiptKind::Read,
+                    ids.clone(),
+                    now,
+                    ttl_ms,
+                )?;
+                let okey = self.next_id()?;
+                let _gate = super::tx_gate();
+                (&self.messages, &self.outbox).transaction(|(messages, outbox)| {
+                    for (k, m) in chunk {
+                        let mut m = m.clone();
+                        m.status = Status::ReadIn;
+                        messages.insert(k, enc(&m).map_err(abort)?)?;
+                    }
+                    outbox.insert(&okey.to_be_bytes(), enc(&receipt).map_err(abort)?)?;
+                    Ok(())
+                })?;
+                marked.extend(ids);
+            }
         }
         Ok(marked)
     }
@@ -296,6 +508,7 @@ impl Store {
         &self,
         me: &Identity,
         to: PeerId,
+        conversation: Conversation,
         kind: ReceiptKind,
         ids: Vec<MessageId>,
         now: Timestamp,
@@ -306,7 +519,7 @@ impl Store {
             sender: me.peer_id(),
             recipient: to,
             id,
-            conversation: Conversation::Direct,
+            conversation,
             seq: 0,
             sent_at: now,
             expires_at: None,

@@ -7,6 +7,8 @@
 //! (every 500 ms) and is recomputed or retried after a crash.
 
 mod contacts;
+mod groups;
+
 mod inbox;
 mod mailbox;
 mod messages;
@@ -18,6 +20,8 @@ use kith_protocol::PeerId;
 use serde::{de::DeserializeOwned, Serialize};
 
 pub use contacts::Contact;
+pub use groups::{overall, GroupOut, GroupRecord};
+pub(crate) use inbox::conv_of;
 pub use inbox::{Accepted, Delivered};
 pub use mailbox::{Deposit, MailboxEntry};
 pub use messages::StoredMessage;
@@ -68,6 +72,10 @@ pub struct Store {
     mailbox: sled::Tree,
     mailbox_ids: sled::Tree,
     mailbox_depositors: sled::Tree,
+    groups: sled::Tree,
+    sender_keys: sled::Tree,
+    group_out: sled::Tree,
+    group_held: sled::Tree,
 }
 
 impl Store {
@@ -104,6 +112,10 @@ impl Store {
             mailbox: t("mailbox")?,
             mailbox_ids: t("mailbox_ids")?,
             mailbox_depositors: t("mailbox_depositors")?,
+            groups: t("groups")?,
+            sender_keys: t("sender_keys")?,
+            group_out: t("group_out")?,
+            group_held: t("group_held")?,
             path: path.to_path_buf(),
             db,
         };
@@ -188,6 +200,71 @@ pub(crate) fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>> {
 /// Decodes a stored value.
 pub(crate) fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
     Ok(postcard::from_bytes(b)?)
+}
+
+/// A conversation: one-to-one with a peer, or a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Conv {
+    Direct(PeerId),
+    Group(kith_protocol::group::GroupId),
+}
+
+impl Conv {
+    /// Key prefix of the conversation's history.
+    pub(crate) fn history_prefix(&self) -> Vec<u8> {
+        match self {
+            Conv::Direct(p) => direct_prefix(p),
+            Conv::Group(g) => group_prefix(g),
+        }
+    }
+
+    /// Key prefix of one sender's stream in this conversation (ordering state, held messages).
+    pub(crate) fn stream_prefix(&self, sender: &PeerId) -> Vec<u8> {
+        match self {
+            Conv::Direct(_) => direct_prefix(sender),
+            Conv::Group(g) => {
+                let b = sender.to_bytes();
+                let mut k = vec![2];
+                k.extend_from_slice(&g.0);
+                k.push(b.len() as u8);
+                k.extend_from_slice(&b);
+                k
+            }
+        }
+    }
+
+    /// Parses a stream prefix back into (sender, conversation).
+    pub(crate) fn from_stream_key(k: &[u8]) -> Option<(PeerId, Conv)> {
+        match k.first()? {
+            0 => {
+                let n = *k.get(1)? as usize;
+                let p = PeerId::from_bytes(k.get(2..2 + n)?).ok()?;
+                Some((p, Conv::Direct(p)))
+            }
+            2 => {
+                let g = kith_protocol::group::GroupId(k.get(1..17)?.try_into().ok()?);
+                let n = *k.get(17)? as usize;
+                let p = PeerId::from_bytes(k.get(18..18 + n)?).ok()?;
+                Some((p, Conv::Group(g)))
+            }
+            _ => None,
+        }
+    }
+
+    /// The payload conversation for messages and receipts of this conversation.
+    pub fn wire(&self) -> kith_protocol::payload::Conversation {
+        match self {
+            Conv::Direct(_) => kith_protocol::payload::Conversation::Direct,
+            Conv::Group(g) => kith_protocol::payload::Conversation::Group(*g),
+        }
+    }
+}
+
+/// Key prefix of a group's history: tag 1, then the 16-byte group id.
+pub(crate) fn group_prefix(g: &kith_protocol::group::GroupId) -> Vec<u8> {
+    let mut k = vec![1];
+    k.extend_from_slice(&g.0);
+    k
 }
 
 /// Key prefix of a one-to-one conversation with `peer`: tag 0, length, PeerId bytes.

@@ -14,8 +14,10 @@ use crate::Result;
 pub enum OutKind {
     /// A message shown in history; its status follows the entry.
     Message,
-    /// A receipt; nothing in history follows it.
+    /// A receipt or another control payload; nothing in history follows it.
     Receipt,
+    /// A one-to-one copy of a group message for one member; that member's status follows it.
+    GroupCopy,
 }
 
 /// One payload to deliver. It is sealed afresh at every attempt.
@@ -60,9 +62,16 @@ impl Store {
             return Ok(None);
         };
         let item: OutboxItem = dec(&v)?;
+        if item.kind == OutKind::GroupCopy {
+            if self.outbox.remove(key.to_be_bytes())?.is_none() {
+                return Ok(None);
+            }
+            let m = self.advance_member(&item.id, &item.to, status)?;
+            return Ok(Some((item, m)));
+        }
         let msg_key = match item.kind {
             OutKind::Message => self.msg_index.get(item.id.0)?,
-            OutKind::Receipt => None,
+            _ => None,
         };
         let _gate = super::tx_gate();
         let changed = (&self.outbox, &self.messages).transaction(|(outbox, messages)| {
