@@ -163,7 +163,10 @@ pub struct Node {
     pub home: TempDir,
     child: Child,
     log: PathBuf,
-    /// The `kith up` flags after `--listen /ip4/127.0.0.1/tcp/0 --no-mdns`.
+    /// The `--listen` address: `/ip4/127.0.0.1/tcp/0` (a new port on every run) unless the
+    /// node was started with [`Node::start_at`].
+    listen: String,
+    /// The `kith up` flags after `--listen LISTEN --no-mdns`.
     extra_args: Vec<String>,
 }
 
@@ -175,14 +178,22 @@ impl Node {
 
     /// Like [`Node::start`], with more `kith up` flags (e.g. `--bootstrap ADDR`).
     pub fn start_with(name: &str, extra_args: &[&str]) -> Node {
+        Node::start_at(name, "/ip4/127.0.0.1/tcp/0", extra_args)
+    }
+
+    /// Like [`Node::start_with`], listening on `listen` instead of a random loopback port. A
+    /// fixed port (see [`free_loopback_port`]) keeps the node's address across restarts.
+    pub fn start_at(name: &str, listen: &str, extra_args: &[&str]) -> Node {
         let home = initialized_home(Some(name));
         let log = home.path().join("up.log");
+        let listen = listen.to_string();
         let extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
-        let child = spawn_up(home.path(), &log, &extra_args);
+        let child = spawn_up(home.path(), &log, &listen, &extra_args);
         let mut node = Node {
             home,
             child,
             log,
+            listen,
             extra_args,
         };
         node.wait_ready();
@@ -197,6 +208,13 @@ impl Node {
     /// Runs `kith up` again on the same home with the same flags, after the previous run
     /// ended; returns once `kith id` answers.
     pub fn restart(&mut self) {
+        self.spawn_again();
+        self.wait_ready();
+    }
+
+    /// Runs `kith up` again on the same home with the same flags, after the previous run
+    /// ended, and returns at once: the node may not answer its API yet.
+    pub fn spawn_again(&mut self) {
         assert!(
             self.child.try_wait().unwrap().is_some(),
             "restart of a node that still runs"
@@ -204,8 +222,7 @@ impl Node {
         if let Ok(mut log) = std::fs::OpenOptions::new().append(true).open(&self.log) {
             let _ = writeln!(log, "---- test: kith up started again ----");
         }
-        self.child = spawn_up(self.home.path(), &self.log, &self.extra_args);
-        self.wait_ready();
+        self.child = spawn_up(self.home.path(), &self.log, &self.listen, &self.extra_args);
     }
 
     /// Polls `kith id` until it answers; panics if `kith up` exits or takes too long.
@@ -293,11 +310,22 @@ impl Node {
         self.child.kill().unwrap();
         self.child.wait().unwrap()
     }
+
+    /// Whether the current `kith up` is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
 }
 
-/// Spawns `kith --home HOME up --listen /ip4/127.0.0.1/tcp/0 --no-mdns EXTRA...`, appending
-/// its stderr to `log`.
-fn spawn_up(home: &Path, log: &Path, extra_args: &[String]) -> Child {
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound, read, released).
+pub fn free_loopback_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Spawns `kith --home HOME up --listen LISTEN --no-mdns EXTRA...`, appending its stderr to
+/// `log`.
+fn spawn_up(home: &Path, log: &Path, listen: &str, extra_args: &[String]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -306,7 +334,7 @@ fn spawn_up(home: &Path, log: &Path, extra_args: &[String]) -> Child {
     kith_command()
         .arg("--home")
         .arg(home)
-        .args(["up", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+        .args(["up", "--listen", listen, "--no-mdns"])
         .args(extra_args)
         .stdout(Stdio::null())
         .stderr(log)
