@@ -18,6 +18,8 @@ mod contact;
 mod context;
 mod demo;
 mod error;
+mod group;
+
 mod home;
 mod local;
 mod message;
@@ -140,6 +142,33 @@ enum Command {
     Peers,
     /// Run a small local network in temporary homes and show what kith does, step by step.
     Demo,
+    /// Group chats.
+    #[command(subcommand)]
+    Group(GroupCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupCommand {
+    /// Create a group with these members (contact names or PeerIds).
+    Create {
+        /// The group's name.
+        name: String,
+        /// A member to add (repeatable).
+        #[arg(long = "member", value_name = "TARGET", required = true)]
+        members: Vec<String>,
+    },
+    /// Add a member (admins only).
+    Add { group: String, target: String },
+    /// Remove a member (admins only); the member can read nothing sent afterwards.
+    Remove { group: String, target: String },
+    /// Make a member an admin (admins only).
+    Promote { group: String, target: String },
+    /// Rename the group (admins only).
+    Rename { group: String, name: String },
+    /// Leave the group; its history stays, read-only.
+    Leave { group: String },
+    /// List groups, including those left.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,6 +270,28 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Watch => runtime(false)?.block_on(watch::watch(&ctx)),
         Command::Peers => runtime(false)?.block_on(node_info::peers(&ctx)),
         Command::Demo => runtime(true)?.block_on(demo::run()),
+        Command::Group(g) => {
+            let rt = runtime(false)?;
+            match g {
+                GroupCommand::Create { name, members } => {
+                    rt.block_on(group::create(&ctx, &name, &members))
+                }
+                GroupCommand::Add { group, target } => {
+                    rt.block_on(group::change(&ctx, "add", &group, &target))
+                }
+                GroupCommand::Remove { group, target } => {
+                    rt.block_on(group::change(&ctx, "remove", &group, &target))
+                }
+                GroupCommand::Promote { group, target } => {
+                    rt.block_on(group::change(&ctx, "promote", &group, &target))
+                }
+                GroupCommand::Rename { group, name } => {
+                    rt.block_on(group::rename(&ctx, &group, &name))
+                }
+                GroupCommand::Leave { group } => rt.block_on(group::leave(&ctx, &group)),
+                GroupCommand::List => rt.block_on(group::list(&ctx)),
+            }
+        }
     }
 }
 

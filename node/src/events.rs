@@ -31,14 +31,36 @@ pub enum Event {
     Peer { peer_id: String, connected: bool },
     /// Something from the network was dropped, with the reason that was logged.
     Dropped { from: String, reason: String },
+    /// A group was joined, changed, or this node was removed from it.
+    Group {
+        group_id: String,
+        name: String,
+        change: String,
+        members: Vec<String>,
+        admins: Vec<String>,
+        left: bool,
+    },
     /// The subscriber fell behind and missed events.
     Lagged { missed: u64 },
 }
 
 impl Event {
+    pub(crate) fn group(r: &crate::store::GroupRecord, change: &str) -> Event {
+        Event::Group {
+            group_id: r.state.id.to_string(),
+            name: r.state.name.clone(),
+            change: change.into(),
+            members: r.state.members.iter().map(|p| p.to_string()).collect(),
+            admins: r.state.admins.iter().map(|p| p.to_string()).collect(),
+            left: r.left,
+        }
+    }
+
     pub(crate) fn message(m: &StoredMessage) -> Event {
         Event::Message {
-            conversation: m.peer.to_string(),
+            conversation: m
+                .group
+                .map_or_else(|| m.peer.to_string(), |g| g.to_string()),
             id: m.id.to_string(),
             from: m.from.to_string(),
             text: m.text.clone(),
@@ -49,7 +71,9 @@ impl Event {
 
     pub(crate) fn receipt(m: &StoredMessage) -> Event {
         Event::Receipt {
-            conversation: m.peer.to_string(),
+            conversation: m
+                .group
+                .map_or_else(|| m.peer.to_string(), |g| g.to_string()),
             id: m.id.to_string(),
             status: m.status.to_string(),
         }

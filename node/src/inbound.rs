@@ -77,10 +77,20 @@ async fn process(core: &Arc<Core>, from: PeerId, bytes: &[u8]) -> Result<DmRespo
             let _ = core.events.send(Event::receipt(&m));
         }
     }
+    if let Some(reason) = group_refusal(core, &p)? {
+        return Ok(drop_it(core, from, reason));
+    }
     if core.store.accept(&p, now)? == Accepted::Replay {
         return replay(core, from, p.id).await;
     }
     core.store.flush().await?;
+    match &p.body {
+        Body::GroupOps { group, ops } => core.on_group_ops(p.sender, *group, ops.clone())?,
+        Body::SenderKey { group, key_id, key } => {
+            core.on_sender_key(p.sender, *group, *key_id, *key).await?
+        }
+        _ => {}
+    }
     if p.body.is_sequenced() {
         core.drain(&p.sender, &crate::store::conv_of(&p))?;
     }
@@ -102,4 +112,21 @@ async fn replay(
     });
     core.store.flush().await?;
     Ok(DmResponse::Accepted)
+}
+
+/// Why a group payload arriving one-to-one must be dropped, if it must: a group message from
+/// someone who is not (or no longer) a member, or for a group this node is not in.
+fn group_refusal(core: &Core, p: &kith_protocol::payload::Payload) -> Result<Option<String>> {
+    let kith_protocol::payload::Conversation::Group(g) = p.conversation else {
+        return Ok(None);
+    };
+    if !matches!(p.body, Body::Text { .. }) {
+        return Ok(None); // operations, keys and receipts are checked where they are applied
+    }
+    Ok(match core.store.group(&g)? {
+        None => Some("group message for an unknown group".into()),
+        Some(r) if r.left => Some("group message for a group this node left".into()),
+        Some(r) if !r.state.is_member(&p.sender) => Some("group message from a non-member".into()),
+        Some(_) => None,
+    })
 }

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 mod error;
 pub mod events;
+pub mod groups;
 pub mod harness;
 pub mod home;
 mod inbound;

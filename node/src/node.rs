@@ -324,7 +324,10 @@ impl Handle {
     /// Stores a text for `target` (durably) and starts delivering it.
     pub async fn send_text(&self, target: &str, text: &str) -> Result<Sent> {
         kith_protocol::text::check_text(text).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        let peer = self.resolve(target)?;
+        let peer = match self.resolve_conv(target)? {
+            Conv::Group(g) => return self.send_group_text(g, text).await,
+            Conv::Direct(p) => p,
+        };
         if peer == self.core.peer_id {
             return Err(Error::InvalidInput(
                 "cannot send a message to yourself".into(),

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use kith_protocol::group::OpKind;
 use kith_protocol::status::Status;
 use kith_protocol::MessageId;
 use serde::Deserialize;
@@ -99,6 +100,33 @@ struct History {
     limit: Option<usize>,
 }
 
+#[derive(Deserialize)]
+struct GroupCreate {
+    name: String,
+    members: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct GroupTarget {
+    group: String,
+    target: String,
+}
+
+#[derive(Deserialize)]
+struct GroupRename {
+    group: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct GroupOnly {
+    group: String,
+}
+
+fn to_json(v: impl serde::Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
 /// One history entry as the API and the CLI show it.
 pub fn history_entry(m: &StoredMessage) -> Value {
     json!({
@@ -111,8 +139,12 @@ pub fn history_entry(m: &StoredMessage) -> Value {
         "sent_at": m.sent_at.to_string(),
         "received_at": m.received_at.map(|t| t.to_string()),
         "expires_at": m.expires_at.map(|t| t.to_string()),
-        "image": Value::Null,
-        "receipts": Value::Null,
+                "image": Value::Null,
+        "receipts": if m.group.is_some() && m.outgoing {
+            Value::Object(m.receipts.iter().map(|(p, s)| (p.to_string(), json!(s.as_str()))).collect())
+        } else {
+            Value::Null
+        },
     })
 }
 
@@ -172,6 +204,29 @@ pub async fn call(h: &Handle, method: &str, p: Value) -> Result<Value, RpcError>
             let t: Target = params(p)?;
             Ok(json!({"marked": h.read(&t.target).await?}))
         }
+                "group.create" => {
+            let c: GroupCreate = params(p)?;
+            Ok(to_json(h.group_create(&c.name, &c.members).await?))
+        }
+        "group.add" | "group.remove" | "group.promote" => {
+            let c: GroupTarget = params(p)?;
+            let member = h.resolve_member(&c.target)?;
+            let kind = match method {
+                "group.add" => OpKind::Add { member },
+                "group.remove" => OpKind::Remove { member },
+                _ => OpKind::Promote { member },
+            };
+            Ok(to_json(h.group_change(&c.group, kind).await?))
+        }
+        "group.rename" => {
+            let c: GroupRename = params(p)?;
+            Ok(to_json(h.group_change(&c.group, OpKind::Rename { name: c.name }).await?))
+        }
+        "group.leave" => {
+            let c: GroupOnly = params(p)?;
+            Ok(to_json(h.group_change(&c.group, OpKind::Leave).await?))
+        }
+        "group.list" => Ok(Value::Array(h.group_list()?.into_iter().map(to_json).collect())),
         other => Err(RpcError::new(-32601, format!("unknown method '{other}'"))),
     }
 }

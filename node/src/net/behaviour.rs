@@ -7,7 +7,7 @@ use libp2p::kad::{self, store::MemoryStore};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    autonat, dcutr, identify, mdns, noise, ping, relay, request_response, tcp, yamux,
+    autonat, dcutr, gossipsub, identify, mdns, noise, ping, relay, request_response, tcp, yamux,
     StreamProtocol, Swarm,
 };
 
@@ -30,6 +30,7 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub dm: request_response::Behaviour<DmCodec>,
     pub mailbox: request_response::Behaviour<MailboxCodec>,
+    pub gossip: gossipsub::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     /// Circuit relay v2 server, on relay nodes only.
     pub relay: Toggle<relay::Behaviour>,
@@ -88,12 +89,17 @@ pub fn build_swarm(key: Keypair, use_mdns: bool, is_relay: bool) -> Result<Swarm
                     .with_max_concurrent_streams(256),
             );
             let relay = is_relay.then(|| relay::Behaviour::new(peer, relay::Config::default()));
+            let gossip = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Anonymous,
+                gossip_config()?,
+            )?;
             Ok(Behaviour {
                 kad,
                 identify,
                 ping: ping::Behaviour::default(),
                 dm,
                 mailbox,
+                gossip,
                 mdns: mdns.into(),
                 relay: relay.into(),
                 relay_client,
@@ -105,4 +111,29 @@ pub fn build_swarm(key: Keypair, use_mdns: bool, is_relay: bool) -> Result<Swarm
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
         .build();
     Ok(swarm)
+}
+
+/// gossipsub set up for kith: the application validates every message before it is forwarded;
+/// message ids are content hashes; messages carry no gossipsub signature or author (kith signs
+/// the envelope itself, so there is one signature per message); mesh sizes suit small groups;
+/// frames up to kith's own limit.
+fn gossip_config(
+) -> std::result::Result<gossipsub::Config, Box<dyn std::error::Error + Send + Sync>> {
+    use sha2::Digest;
+    let cfg = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .validate_messages()
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(sha2::Sha256::digest(&m.data).to_vec())
+        })
+        .max_transmit_size(kith_protocol::group::MAX_GROUP_FRAME_BYTES + 4096)
+        .mesh_n(4)
+        .mesh_n_low(2)
+        .mesh_n_high(8)
+        .mesh_outbound_min(1)
+        .gossip_lazy(4)
+        .heartbeat_interval(Duration::from_millis(700))
+        .flood_publish(true)
+        .build()?;
+    Ok(cfg)
 }

@@ -153,6 +153,12 @@ impl EventLoop {
     pub(crate) async fn run(mut self) {
         // Messages held for ordering when the node stopped.
         self.drain_held();
+        // Topics of the groups this node is in.
+        if let Ok(groups) = self.core.store.groups() {
+            for g in groups.iter().filter(|g| !g.left) {
+                self.group_subscribe(g.state.id.topic(), true);
+            }
+        }
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -180,6 +186,9 @@ impl EventLoop {
             self.publish_record();
         }
         self.drain_held();
+        if let Err(e) = self.core.group_tick() {
+            tracing::error!("group fallback failed: {e}");
+        }
         self.drive_outbox();
         if self.last_fetch.elapsed() >= self.core.cfg.fetch_every {
             self.last_fetch = Instant::now();
@@ -315,6 +324,8 @@ impl EventLoop {
                 self.on_mailbox_processed(relay, ids, more)
             }
             Command::Lookup { peer, reply } => self.lookup_with(peer, Some(reply)),
+            Command::GroupSubscribe { topic, on } => self.group_subscribe(topic, on),
+            Command::GroupPublish { id, topic, data } => self.group_publish(id, topic, data),
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
             }
@@ -408,6 +419,7 @@ impl EventLoop {
         match ev {
             BehaviourEvent::Dm(e) => self.on_dm_event(e),
             BehaviourEvent::Mailbox(e) => self.on_mailbox_event(e),
+            BehaviourEvent::Gossip(e) => self.on_gossip_event(e),
             BehaviourEvent::Kad(e) => self.on_kad_event(e),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 let hop = info

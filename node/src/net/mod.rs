@@ -5,6 +5,8 @@ pub mod behaviour;
 pub mod codec;
 mod delivery;
 mod event_loop;
+mod gossip;
+
 mod mailbox;
 mod records;
 
@@ -53,6 +55,14 @@ pub(crate) enum Command {
     Lookup {
         peer: PeerId,
         reply: oneshot::Sender<Option<kith_protocol::record::PeerRecord>>,
+    },
+    /// Subscribe to (or leave) a group's topic.
+    GroupSubscribe { topic: String, on: bool },
+    /// Publish a group message on its topic.
+    GroupPublish {
+        id: kith_protocol::MessageId,
+        topic: String,
+        data: Vec<u8>,
     },
     /// Stop the loop.
     Shutdown { reply: oneshot::Sender<()> },

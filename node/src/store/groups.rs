@@ -116,6 +116,12 @@ impl Store {
         Ok(Some((before, after)))
     }
 
+    /// Forgets a group entirely (used for groups this node was never in).
+    pub fn forget_group(&self, g: &GroupId) -> Result<()> {
+        self.groups.remove(g.0)?;
+        Ok(())
+    }
+
     pub fn put_sender_key(
         &self,
         g: &GroupId,

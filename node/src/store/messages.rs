@@ -504,6 +504,7 @@ impl Store {
     }
 
     /// A signed receipt ready for the outbox.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn receipt_item(
         &self,
         me: &Identity,
