@@ -150,6 +150,29 @@ impl Handle {
             .collect())
     }
 
+    /// Publishes `data` on a group's topic exactly as given, bypassing every check of this
+    /// node. For tests and the simulator, which play misbehaving members with it.
+    pub async fn publish_raw(&self, group: GroupId, data: Vec<u8>) -> Result<()> {
+        let topic = group.topic();
+        let _ = self
+            .core
+            .cmd
+            .send(Command::GroupSubscribe {
+                topic: topic.clone(),
+                on: true,
+            })
+            .await;
+        self.core
+            .cmd
+            .send(Command::GroupPublish {
+                id: MessageId::random(),
+                topic,
+                data,
+            })
+            .await
+            .map_err(|_| Error::ShuttingDown)
+    }
+
     /// Resolves a member target for add/remove/promote.
     pub fn resolve_member(&self, target: &str) -> Result<PeerId> {
         self.resolve(target)
@@ -165,6 +188,8 @@ impl Handle {
         if rec.left || !rec.state.is_member(&core.peer_id) {
             return Err(invalid("you are no longer a member of this group"));
         }
+        let mut rec = rec;
+        core.distribute_key(&mut rec)?;
         let members: Vec<PeerId> = rec.state.members.iter().copied().collect();
         let now = core.clock.now();
         let make = |seq: u64, id: MessageId| {
@@ -273,26 +298,6 @@ impl Core {
                 after.key_sent.clear();
             }
         }
-        let now = self.clock.now();
-        for m in after.state.members.clone() {
-            if m == me || after.key_sent.get(&m) == Some(&after.key_id) {
-                continue;
-            }
-            let body = Body::SenderKey {
-                group: g,
-                key_id: after.key_id,
-                key: after.key,
-            };
-            self.store.enqueue_control(
-                &self.identity,
-                m,
-                Conversation::Group(g),
-                body,
-                now,
-                self.ttl_ms(),
-            )?;
-            after.key_sent.insert(m, after.key_id);
-        }
         after
             .key_sent
             .retain(|p, _| after.state.members.contains(p));
@@ -329,6 +334,36 @@ impl Core {
         Ok(())
     }
 
+    /// Sends this node's current sender key to the members that lack it, with the sequence
+    /// number of its next message. Done lazily, before this node's first message with a key,
+    /// so members that never speak cost nothing.
+    pub(crate) fn distribute_key(&self, rec: &mut GroupRecord) -> Result<()> {
+        let g = rec.state.id;
+        let next_seq = self.store.next_out_seq(&Conv::Group(g), &self.peer_id)?;
+        let now = self.clock.now();
+        for m in rec.state.members.clone() {
+            if m == self.peer_id || rec.key_sent.get(&m) == Some(&rec.key_id) {
+                continue;
+            }
+            let body = Body::SenderKey {
+                group: g,
+                key_id: rec.key_id,
+                key: rec.key,
+                next_seq,
+            };
+            self.store.enqueue_control(
+                &self.identity,
+                m,
+                Conversation::Group(g),
+                body,
+                now,
+                self.ttl_ms(),
+            )?;
+            rec.key_sent.insert(m, rec.key_id);
+        }
+        self.store.put_group(rec)
+    }
+
     /// A member's sender key, received over the one-to-one channel.
     pub(crate) async fn on_sender_key(
         self: &Arc<Self>,
@@ -336,15 +371,15 @@ impl Core {
         g: GroupId,
         key_id: u32,
         key: [u8; 32],
+        next_seq: u64,
     ) -> Result<()> {
-        let Some(rec) = self.store.group(&g)? else {
-            return Ok(());
-        };
-        if !rec.state.is_member(&from) {
-            tracing::warn!(group = %g, %from, "dropped a sender key from a non-member");
-            return Ok(());
-        }
+        // Kept whatever we know of the group yet: the key may come before the operation that
+        // made its sender a member. Membership is checked when a message is accepted.
         self.store.put_sender_key(&g, &from, key_id, &key)?;
+        // Where this sender's messages start for us, if we have seen none yet.
+        if self.store.init_stream(&Conv::Group(g), &from, next_seq)? {
+            self.drain(&from, &Conv::Group(g))?;
+        }
         // Messages that came before their key.
         for bytes in self.store.take_held_group_envelopes(&g, &from, key_id)? {
             if let Ok(env) = GroupEnvelope::verify(&bytes) {

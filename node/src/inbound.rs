@@ -86,8 +86,14 @@ async fn process(core: &Arc<Core>, from: PeerId, bytes: &[u8]) -> Result<DmRespo
     core.store.flush().await?;
     match &p.body {
         Body::GroupOps { group, ops } => core.on_group_ops(p.sender, *group, ops.clone())?,
-        Body::SenderKey { group, key_id, key } => {
-            core.on_sender_key(p.sender, *group, *key_id, *key).await?
+        Body::SenderKey {
+            group,
+            key_id,
+            key,
+            next_seq,
+        } => {
+            core.on_sender_key(p.sender, *group, *key_id, *key, *next_seq)
+                .await?
         }
         _ => {}
     }

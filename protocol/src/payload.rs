@@ -45,11 +45,13 @@ pub enum Body {
         group: crate::group::GroupId,
         ops: Vec<crate::group::SignedOp>,
     },
-    /// The sender's current sender key for a group.
+    /// The sender's current sender key for a group, and the sequence number of the next
+    /// message it will send there (where a new member's wait for that sender starts).
     SenderKey {
         group: crate::group::GroupId,
         key_id: u32,
         key: [u8; 32],
+        next_seq: u64,
     },
 }
 

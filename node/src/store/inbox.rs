@@ -225,6 +225,21 @@ impl Store {
         Ok(out)
     }
 
+    /// Sets where `sender`'s stream in `conv` starts, if nothing of it was seen yet. Returns
+    /// whether it was set.
+    pub fn init_stream(&self, conv: &Conv, sender: &PeerId, next: u64) -> Result<bool> {
+        let k = conv.stream_prefix(sender);
+        Ok(self
+            .seqstate
+            .compare_and_swap(&k, None as Option<&[u8]>, Some(&next.to_be_bytes()[..]))?
+            .is_ok())
+    }
+
+    /// The sequence number this node's next message in `conv` will carry.
+    pub fn next_out_seq(&self, conv: &Conv, me: &PeerId) -> Result<u64> {
+        Ok(read_u64(self.outseq.get(conv.stream_prefix(me))?) + 1)
+    }
+
     /// Senders that have held messages (to drain at start-up).
     pub fn senders_with_held(&self) -> Result<Vec<(PeerId, Conv)>> {
         let mut out: Vec<(PeerId, Conv)> = vec![];
