@@ -25,6 +25,8 @@ mod local;
 mod message;
 mod node_info;
 mod output;
+mod presence;
+
 mod watch;
 
 use std::path::PathBuf;
@@ -112,7 +114,7 @@ enum Command {
         /// Send the image without resizing or recompressing it.
         #[arg(long, requires = "image")]
         original: bool,
-        /// Make the message disappear after DURATION, e.g. 30s, 5m, 1h, 7d (not supported yet).
+        /// Make the message disappear DURATION after it is sent, e.g. 30s, 5m, 1h, 7d.
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         expire: Option<Duration>,
         /// Return only once the message is sent, delivered or read (exit 1 if not in time).
@@ -145,6 +147,37 @@ enum Command {
     /// Group chats.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Whether a contact is online, and when it was last seen.
+    Presence {
+        /// A contact name or a PeerId.
+        target: String,
+    },
+    /// Settings.
+    #[command(subcommand)]
+    Settings(SettingsCommand),
+    /// Set a conversation's disappearing-message timer (on both sides), or turn it off.
+    Disappear {
+        /// A contact name or a PeerId.
+        target: String,
+        /// A duration like 30s, 5m, 1h, 7d (at most one year), or `off`.
+        #[arg(allow_hyphen_values = true)]
+        duration: String,
+    },
+    /// Tell a contact (or a group) that you are typing.
+    Typing {
+        /// A contact name, a PeerId, a group name or id.
+        target: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SettingsCommand {
+    /// Who may learn your last seen: everyone, contacts or nobody. Who shows nobody sees
+    /// nobody's.
+    LastSeen {
+        #[arg(value_parser = ["everyone", "contacts", "nobody"])]
+        value: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -270,6 +303,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Watch => runtime(false)?.block_on(watch::watch(&ctx)),
         Command::Peers => runtime(false)?.block_on(node_info::peers(&ctx)),
         Command::Demo => runtime(true)?.block_on(demo::run()),
+        Command::Presence { target } => runtime(false)?.block_on(presence::presence(&ctx, &target)),
+        Command::Settings(SettingsCommand::LastSeen { value }) => {
+            runtime(false)?.block_on(presence::last_seen(&ctx, &value))
+        }
+        Command::Disappear { target, duration } => {
+            runtime(false)?.block_on(message::disappear(&ctx, &target, &duration))
+        }
+        Command::Typing { target } => runtime(false)?.block_on(presence::typing(&ctx, &target)),
         Command::Group(g) => {
             let rt = runtime(false)?;
             match g {

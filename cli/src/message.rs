@@ -41,6 +41,43 @@ pub struct SendRequest {
     pub timeout: Duration,
 }
 
+/// The longest timer a message or conversation may have (one year).
+pub const MAX_TIMER_SECS: u64 = kith_protocol::disappearing::MAX_TIMER_SECS;
+
+/// `kith disappear TARGET DURATION|off`: calls `disappear.set`.
+pub async fn disappear(ctx: &Ctx, target: &str, duration: &str) -> Result<(), CliError> {
+    let secs = if duration == "off" {
+        None
+    } else {
+        let d = humantime::parse_duration(duration).map_err(|e| {
+            CliError::Rejected(format!(
+                "'{duration}' is not a duration like 30s, 5m, 1h, 7d, or off: {e}"
+            ))
+        })?;
+        if d.as_secs() == 0 || d.as_secs() > MAX_TIMER_SECS {
+            return Err(CliError::Rejected(format!(
+                "'{duration}': a timer is between 1 s and one year"
+            )));
+        }
+        Some(d.as_secs())
+    };
+    let mut client = ctx.connect().await?;
+    let r = client
+        .call(
+            "disappear.set",
+            Some(json!({"target": target, "secs": secs})),
+        )
+        .await?;
+    ctx.out
+        .result(&r, |r| match r.get("timer_secs").and_then(Value::as_u64) {
+            Some(s) => format!(
+                "messages with {} now disappear {s} s after they are sent",
+                shown_name(target)
+            ),
+            None => format!("disappearing messages with {} are off", shown_name(target)),
+        })
+}
+
 /// `kith send`: calls `message.send`, then with `--wait` `message.wait`.
 pub async fn send(ctx: &Ctx, request: SendRequest) -> Result<(), CliError> {
     if request.image.is_some() || request.original {
@@ -48,16 +85,20 @@ pub async fn send(ctx: &Ctx, request: SendRequest) -> Result<(), CliError> {
             "sending images (--image, --original) is not supported yet".into(),
         ));
     }
-    if request.expire.is_some() {
+    let expire_secs = request.expire.map(|d| d.as_secs().max(1));
+    if expire_secs.is_some_and(|s| s > MAX_TIMER_SECS) {
         return Err(CliError::Rejected(
-            "disappearing messages (--expire) are not supported yet".into(),
+            "--expire: a timer is at most one year".into(),
         ));
     }
     let Some(text) = request.text else {
         return Err(CliError::Rejected("nothing to send: give a TEXT".into()));
     };
     let mut client = ctx.connect().await?;
-    let params = json!({"target": request.target, "text": text});
+    let mut params = json!({"target": request.target, "text": text});
+    if let Some(s) = expire_secs {
+        params["expire_secs"] = json!(s);
+    }
     let sent = client.call("message.send", Some(params)).await?;
     let Some(wait) = request.wait else {
         return ctx.out.result(&sent, human_sent);

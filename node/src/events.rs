@@ -40,6 +40,10 @@ pub enum Event {
         admins: Vec<String>,
         left: bool,
     },
+    /// A contact's presence changed.
+    Presence { peer_id: String, online: bool },
+    /// A contact (or group member) is typing.
+    Typing { from: String, conversation: String },
     /// The subscriber fell behind and missed events.
     Lagged { missed: u64 },
 }

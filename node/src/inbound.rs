@@ -70,6 +70,11 @@ async fn process(core: &Arc<Core>, from: PeerId, bytes: &[u8]) -> Result<DmRespo
         Err(e) => return Ok(drop_it(core, from, e.to_string())),
     };
     let p = opened.payload;
+    if p.body.is_ephemeral() {
+        // Presence and typing: never stored, so no replay record either; stale ones are refused.
+        core.on_ephemeral(p.sender, crate::store::conv_of(&p), p.sent_at, &p.body)?;
+        return Ok(DmResponse::Accepted);
+    }
     // A receipt is applied before its id is recorded: applying is idempotent (statuses only
     // move forward), so a crash in between is mended by the sender's retry.
     if let Body::Receipt { kind, ids } = &p.body {
@@ -86,6 +91,22 @@ async fn process(core: &Arc<Core>, from: PeerId, bytes: &[u8]) -> Result<DmRespo
     core.store.flush().await?;
     match &p.body {
         Body::GroupOps { group, ops } => core.on_group_ops(p.sender, *group, ops.clone())?,
+        Body::Timer { secs }
+            if matches!(p.conversation, kith_protocol::payload::Conversation::Direct) =>
+        {
+            if core.store.contact(&p.sender)?.is_some()
+                || !core
+                    .store
+                    .history(&crate::store::Conv::Direct(p.sender), Some(1))?
+                    .is_empty()
+            {
+                core.store
+                    .set_conv_timer(&crate::store::Conv::Direct(p.sender), *secs)?;
+                tracing::info!(from = %p.sender, ?secs, "conversation timer changed");
+            } else {
+                core.dropped(p.sender, "timer change from a non-contact".into());
+            }
+        }
         Body::SenderKey {
             group,
             key_id,

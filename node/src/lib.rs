@@ -23,6 +23,8 @@ pub mod home;
 mod inbound;
 pub mod net;
 mod node;
+pub mod presence;
+pub mod shred;
 pub mod store;
 
 use std::future::Future;

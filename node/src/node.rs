@@ -54,7 +54,9 @@ impl Core {
                 )?
             };
             for m in &d.messages {
-                let _ = self.events.send(Event::message(m));
+                if let Some(m) = self.store.readable(m.clone()) {
+                    let _ = self.events.send(Event::message(&m));
+                }
             }
             if !d.messages.is_empty() {
                 self.kick();
@@ -323,8 +325,30 @@ impl Handle {
 
     /// Stores a text for `target` (durably) and starts delivering it.
     pub async fn send_text(&self, target: &str, text: &str) -> Result<Sent> {
+        self.send_text_expiring(target, text, None).await
+    }
+
+    /// Stores a text for `target` with a timer (`expire_secs`, else the conversation's timer).
+    pub async fn send_text_expiring(
+        &self,
+        target: &str,
+        text: &str,
+        expire_secs: Option<u64>,
+    ) -> Result<Sent> {
         kith_protocol::text::check_text(text).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        let peer = match self.resolve_conv(target)? {
+        kith_protocol::disappearing::check_timer(expire_secs)
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let conv = self.resolve_conv(target)?;
+        let secs = match expire_secs {
+            Some(s) => Some(s),
+            None => self.core.store.conv_timer(&conv)?,
+        };
+        let peer = match conv {
+            Conv::Group(_) if secs.is_some() => {
+                return Err(Error::InvalidInput(
+                    "disappearing messages in groups are not supported yet".into(),
+                ))
+            }
             Conv::Group(g) => return self.send_group_text(g, text).await,
             Conv::Direct(p) => p,
         };
@@ -340,6 +364,7 @@ impl Handle {
             text.to_string(),
             core.clock.now(),
             core.ttl_ms(),
+            secs.map(|s| core.clock.now().plus_ms(s * 1000)),
         )?;
         core.store.flush().await?;
         core.kick();
@@ -347,6 +372,34 @@ impl Handle {
             id: e.message.id,
             status: e.message.status,
         })
+    }
+
+    /// Sets (or clears) a conversation's disappearing timer, on both sides: the peer gets a
+    /// signed control message.
+    pub async fn set_timer(&self, target: &str, secs: Option<u64>) -> Result<Option<u64>> {
+        kith_protocol::disappearing::check_timer(secs)
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let core = &self.core;
+        let peer = match self.resolve_conv(target)? {
+            Conv::Group(_) => {
+                return Err(Error::InvalidInput(
+                    "disappearing messages in groups are not supported yet".into(),
+                ))
+            }
+            Conv::Direct(p) => p,
+        };
+        core.store.set_conv_timer(&Conv::Direct(peer), secs)?;
+        core.store.enqueue_control(
+            &core.identity,
+            peer,
+            kith_protocol::payload::Conversation::Direct,
+            kith_protocol::payload::Body::Timer { secs },
+            core.clock.now(),
+            core.ttl_ms(),
+        )?;
+        core.store.flush().await?;
+        core.kick();
+        Ok(secs)
     }
 
     /// Waits until message `id` reaches `target` status, ends failed, or `timeout` passes.

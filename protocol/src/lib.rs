@@ -5,6 +5,7 @@
 //! - [`identity`]: a node's ed25519 identity and its static x25519 key.
 //! - [`record`]: the signed peer record published in the DHT, and its validation.
 //! - [`card`]: the copy-pasteable contact card.
+//! - [`disappearing`]: timer rules and expiry periods for disappearing messages.
 //! - [`envelope`]: the outer envelope, byte for byte, and sealing/opening.
 //! - [`group`]: group membership operations and group messages under sender keys.
 //! - [`payload`]: the signed inner payload and its bodies (text, receipts, ...).
@@ -18,6 +19,7 @@
 //! Wire formats are described in docs/protocol.md.
 
 pub mod card;
+pub mod disappearing;
 pub mod envelope;
 pub mod error;
 pub mod group;

@@ -53,6 +53,13 @@ pub enum Body {
         key: [u8; 32],
         next_seq: u64,
     },
+    /// A presence beat: ephemeral, sent only directly to contacts, never stored or relayed.
+    /// `share_last_seen` is false when the sender shows nobody its last seen.
+    Presence { online: bool, share_last_seen: bool },
+    /// The sender is typing in this conversation: ephemeral like presence.
+    Typing,
+    /// Sets the conversation's disappearing-message timer (`None`: off).
+    Timer { secs: Option<u64> },
 }
 
 impl Body {
@@ -60,6 +67,11 @@ impl Body {
     /// Receipts and other control bodies are never held back by ordering.
     pub fn is_sequenced(&self) -> bool {
         matches!(self, Body::Text { .. })
+    }
+
+    /// Ephemeral bodies are never stored, relayed or retried.
+    pub fn is_ephemeral(&self) -> bool {
+        matches!(self, Body::Presence { .. } | Body::Typing)
     }
 }
 
@@ -101,7 +113,8 @@ impl Payload {
                     return Err(Error::Malformed(format!("{} group operations", ops.len())));
                 }
             }
-            Body::SenderKey { .. } => {}
+            Body::SenderKey { .. } | Body::Presence { .. } | Body::Typing => {}
+            Body::Timer { secs } => crate::disappearing::check_timer(*secs)?,
         }
         if self.seq > MAX_SEQ {
             return Err(Error::Malformed(format!(

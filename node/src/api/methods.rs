@@ -85,6 +85,13 @@ struct Verify {
 struct Send {
     target: String,
     text: String,
+    expire_secs: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Disappear {
+    target: String,
+    secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -98,6 +105,11 @@ struct Wait {
 struct History {
     target: String,
     limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct Value_ {
+    value: String,
 }
 
 #[derive(Deserialize)]
@@ -180,7 +192,7 @@ pub async fn call(h: &Handle, method: &str, p: Value) -> Result<Value, RpcError>
         }
         "message.send" => {
             let s: Send = params(p)?;
-            let r = h.send_text(&s.target, &s.text).await?;
+                        let r = h.send_text_expiring(&s.target, &s.text, s.expire_secs).await?;
             Ok(json!({"id": r.id.to_string(), "status": r.status.as_str()}))
         }
         "message.wait" => {
@@ -225,6 +237,23 @@ pub async fn call(h: &Handle, method: &str, p: Value) -> Result<Value, RpcError>
         "group.leave" => {
             let c: GroupOnly = params(p)?;
             Ok(to_json(h.group_change(&c.group, OpKind::Leave).await?))
+        }
+                        "disappear.set" => {
+            let d: Disappear = params(p)?;
+            Ok(json!({"target": d.target, "timer_secs": h.set_timer(&d.target, d.secs).await?}))
+        }
+        "presence.get" => {
+            let t: Target = params(p)?;
+            Ok(to_json(h.presence(&t.target)?))
+        }
+        "settings.last_seen" => {
+            let v: Value_ = params(p)?;
+            Ok(json!({"last_seen": h.set_last_seen(&v.value).await?.as_str()}))
+        }
+        "typing.send" => {
+            let t: Target = params(p)?;
+            h.typing(&t.target).await?;
+            Ok(json!({"target": t.target}))
         }
         "group.list" => Ok(Value::Array(h.group_list()?.into_iter().map(to_json).collect())),
         other => Err(RpcError::new(-32601, format!("unknown method '{other}'"))),

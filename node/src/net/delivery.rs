@@ -124,7 +124,10 @@ impl EventLoop {
                 continue;
             }
             let sealed = match envelope::seal_signed(
-                &item.signed,
+                &match item.signed_bytes(&self.core.store) {
+                    Some(b) => b,
+                    None => continue,
+                },
                 item.id,
                 &peer,
                 &record.x25519,

@@ -34,6 +34,8 @@ pub(crate) struct EventLoop {
     pub(super) publisher: Publisher,
     bootstrap_peers: Vec<(PeerId, Multiaddr)>,
     pub(super) mailbox: super::mailbox::MailboxState,
+    pub(super) ephemeral: super::ephemeral::Ephemeral,
+    last_beat: Option<Instant>,
     /// This node's relays (mailboxes), listed in its record.
     pub(super) relays: Vec<PeerId>,
     configured_relays: Vec<PeerId>,
@@ -134,6 +136,8 @@ impl EventLoop {
             publisher: Publisher::default(),
             bootstrap_peers,
             mailbox: Default::default(),
+            ephemeral: Default::default(),
+            last_beat: None,
             relays: configured_relays.clone(),
             configured_relays,
             relay_candidates: HashSet::new(),
@@ -165,7 +169,17 @@ impl EventLoop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
                 cmd = self.cmd_rx.recv() => match cmd {
-                    Some(Command::Shutdown { reply }) => {
+                                        Some(Command::Shutdown { reply }) => {
+                        // Tell contacts we are going away, briefly driving the swarm so the
+                        // beats leave.
+                        self.beat(false);
+                        let until = tokio::time::Instant::now() + Duration::from_millis(500);
+                        while !self.ephemeral.in_flight.is_empty() {
+                            match tokio::time::timeout_at(until, self.swarm.select_next_some()).await {
+                                Ok(ev) => self.on_swarm_event(ev),
+                                Err(_) => break,
+                            }
+                        }
                         let _ = reply.send(());
                         break;
                     }
@@ -180,10 +194,22 @@ impl EventLoop {
     }
 
     fn on_tick(&mut self) {
+        if self
+            .last_beat
+            .is_none_or(|t| t.elapsed() >= crate::presence::BEAT_EVERY)
+        {
+            self.last_beat = Some(Instant::now());
+            self.beat(true);
+        }
         if self.publisher.due.is_some_and(|d| d <= Instant::now())
             && self.publisher.in_flight.is_none()
         {
             self.publish_record();
+        }
+        match self.core.store.sweep_expired(self.core.clock.now()) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(n, "expired messages removed"),
+            Err(e) => tracing::error!("expiry sweep failed: {e}"),
         }
         self.drain_held();
         if let Err(e) = self.core.group_tick() {
@@ -325,6 +351,8 @@ impl EventLoop {
             }
             Command::Lookup { peer, reply } => self.lookup_with(peer, Some(reply)),
             Command::GroupSubscribe { topic, on } => self.group_subscribe(topic, on),
+            Command::Beat { online } => self.beat(online),
+            Command::Ephemeral { peer, conv, body } => self.send_ephemeral(peer, conv, body),
             Command::GroupPublish { id, topic, data } => self.group_publish(id, topic, data),
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
@@ -394,6 +422,9 @@ impl EventLoop {
                 num_established: 0,
                 ..
             } => {
+                if let Err(e) = self.core.on_disconnect(&peer_id) {
+                    tracing::error!("could not record a dropped connection: {e}");
+                }
                 let _ = self.core.events.send(Event::Peer {
                     peer_id: peer_id.to_string(),
                     connected: false,
@@ -469,7 +500,9 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
-                    self.on_dm_response(request_id, response);
+                    if !self.ephemeral.in_flight.remove(&request_id) {
+                        self.on_dm_response(request_id, response);
+                    }
                 }
             },
             request_response::Event::OutboundFailure {
@@ -478,7 +511,9 @@ impl EventLoop {
                 error,
                 ..
             } => {
-                self.on_dm_failure(request_id, peer, &error);
+                if !self.ephemeral.in_flight.remove(&request_id) {
+                    self.on_dm_failure(request_id, peer, &error);
+                }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 tracing::warn!(from = %peer, "dropped inbound frame: {error}");

@@ -4,6 +4,8 @@
 pub mod behaviour;
 pub mod codec;
 mod delivery;
+mod ephemeral;
+
 mod event_loop;
 mod gossip;
 
@@ -63,6 +65,14 @@ pub(crate) enum Command {
         id: kith_protocol::MessageId,
         topic: String,
         data: Vec<u8>,
+    },
+    /// Send presence beats to every contact now.
+    Beat { online: bool },
+    /// Send an ephemeral signal (typing) directly, without storing or relaying it.
+    Ephemeral {
+        peer: PeerId,
+        conv: crate::store::Conv,
+        body: kith_protocol::payload::Body,
     },
     /// Stop the loop.
     Shutdown { reply: oneshot::Sender<()> },

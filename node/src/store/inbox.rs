@@ -33,10 +33,29 @@ pub enum Accepted {
     Replay,
 }
 
+/// A message held for ordering. One with a timer is kept only encrypted (see `crate::shred`).
 #[derive(Serialize, Deserialize)]
-struct HeldMsg {
-    payload: Payload,
+pub(crate) struct HeldMsg {
+    payload: Option<Payload>,
+    sealed: Option<Vec<u8>>,
     arrived: Timestamp,
+}
+
+impl HeldMsg {
+    fn payload(&self, store: &Store) -> Option<Payload> {
+        match (&self.payload, &self.sealed) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(s)) => store
+                .shred
+                .open(s)
+                .and_then(|b| postcard::from_bytes(&b).ok()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_expired(&self, store: &Store) -> bool {
+        self.payload.is_none() && self.payload(store).is_none()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -64,10 +83,23 @@ impl Store {
         let held_key = u64_key(&prefix, p.seq);
         let sequenced = p.body.is_sequenced();
         let held = if sequenced {
-            Some(enc(&HeldMsg {
-                payload: p.clone(),
-                arrived: now,
-            })?)
+            let h = match p.expires_at {
+                // With a timer: only encrypted, under the key of the period it expires in here.
+                Some(exp) => {
+                    let local = kith_protocol::disappearing::local_expiry(p.sent_at, exp, now);
+                    HeldMsg {
+                        payload: None,
+                        sealed: Some(self.shred.seal(local, &postcard::to_allocvec(p)?)?),
+                        arrived: now,
+                    }
+                }
+                None => HeldMsg {
+                    payload: Some(p.clone()),
+                    sealed: None,
+                    arrived: now,
+                },
+            };
+            Some(enc(&h)?)
         } else {
             None
         };
@@ -155,10 +187,20 @@ impl Store {
                 continue;
             };
             let local = self.next_id()?;
-            let p = &h.payload;
+            let Some(p) = h.payload(self) else {
+                continue; // its timer ran out while it was held: the sweeper removes it
+            };
+            let p = &p;
             let text = match &p.body {
                 Body::Text { text } => Some(text.clone()),
                 _ => None,
+            };
+            let expires = p
+                .expires_at
+                .map(|e| kith_protocol::disappearing::local_expiry(p.sent_at, e, h.arrived));
+            let (text, sealed_text) = match (expires, text) {
+                (Some(exp), Some(t)) => (None, Some(self.shred.seal(exp, t.as_bytes())?)),
+                (_, t) => (t, None),
             };
             let msg = StoredMessage {
                 id: p.id,
@@ -171,13 +213,14 @@ impl Store {
                 // Sender clocks are not trusted: a time from the future is clamped to arrival.
                 sent_at: p.sent_at.min(h.arrived),
                 received_at: Some(h.arrived),
-                expires_at: p.expires_at,
+                expires_at: expires,
                 seq: p.seq,
                 group: match conv {
                     Conv::Group(g) => Some(*g),
                     Conv::Direct(_) => None,
                 },
                 receipts: Default::default(),
+                sealed_text,
             };
             batch.push((u64_key(&prefix, *seq), u64_key(&hist_prefix, local), msg));
         }
@@ -200,8 +243,9 @@ impl Store {
             &self.msg_index,
             &self.seqstate,
             &self.outbox,
+            &self.expiry,
         )
-            .transaction(|(held_t, messages, index, seqstate, outbox)| {
+            .transaction(|(held_t, messages, index, seqstate, outbox, expiry)| {
                 let mut moved = vec![];
                 for (hk, mk, msg) in &batch {
                     // Another drain may have moved it already.
@@ -210,6 +254,9 @@ impl Store {
                     }
                     messages.insert(mk.as_slice(), enc(msg).map_err(abort)?)?;
                     index.insert(&msg.id.0, mk.as_slice())?;
+                    if let Some(exp) = msg.expires_at {
+                        expiry.insert(super::expiry_key(exp, &msg.id).as_slice(), mk.as_slice())?;
+                    }
                     moved.push(msg.clone());
                 }
                 let cur = read_u64(seqstate.get(&prefix)?);

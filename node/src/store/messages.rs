@@ -32,6 +32,9 @@ pub struct StoredMessage {
     pub group: Option<kith_protocol::group::GroupId>,
     /// Per-member statuses of an outgoing group message.
     pub receipts: std::collections::BTreeMap<PeerId, Status>,
+    /// The text of a message with a timer, encrypted under its expiry period's key
+    /// (`text` is then `None`); see [`crate::shred`].
+    pub sealed_text: Option<Vec<u8>>,
 }
 
 impl StoredMessage {
@@ -59,6 +62,7 @@ impl Store {
         text: String,
         now: Timestamp,
         ttl_ms: u64,
+        expires_at: Option<Timestamp>,
     ) -> Result<Enqueued> {
         kith_protocol::text::check_text(&text).map_err(|e| Error::InvalidInput(e.to_string()))?;
         let prefix = direct_prefix(&to);
@@ -67,8 +71,14 @@ impl Store {
         let outbox_key = self.next_id()?;
         let msg_key = u64_key(&prefix, local);
         let _gate = super::tx_gate();
-        let res = (&self.messages, &self.msg_index, &self.outbox, &self.outseq).transaction(
-            |(messages, index, outbox, outseq)| {
+        let res = (
+            &self.messages,
+            &self.msg_index,
+            &self.outbox,
+            &self.outseq,
+            &self.expiry,
+        )
+            .transaction(|(messages, index, outbox, outseq, expiry)| {
                 let seq = read_u64(outseq.get(&prefix)?) + 1;
                 outseq.insert(prefix.as_slice(), &seq.to_be_bytes())?;
                 let payload = Payload {
@@ -78,39 +88,54 @@ impl Store {
                     conversation: Conversation::Direct,
                     seq,
                     sent_at: now,
-                    expires_at: None,
+                    expires_at,
                     body: Body::Text { text: text.clone() },
                 };
                 let signed = payload.sign(me).map_err(|e| abort(e.into()))?;
+                // Content with a timer reaches sled only encrypted under its period's key.
+                let (text_field, sealed_text, signed, shredded) = match expires_at {
+                    Some(exp) => (
+                        None,
+                        Some(self.shred.seal(exp, text.as_bytes()).map_err(abort)?),
+                        self.shred.seal(exp, &signed).map_err(abort)?,
+                        true,
+                    ),
+                    None => (Some(text.clone()), None, signed, false),
+                };
                 let msg = StoredMessage {
                     id,
                     peer: to,
                     outgoing: true,
                     from: me.peer_id(),
-                    text: Some(text.clone()),
+                    text: text_field,
                     status: Status::Queued,
                     reason: None,
                     sent_at: now,
                     received_at: None,
-                    expires_at: None,
+                    expires_at,
                     seq,
                     group: None,
                     receipts: Default::default(),
+                    sealed_text,
                 };
+                let ttl_end = now.plus_ms(ttl_ms);
                 let item = OutboxItem {
                     id,
                     to,
                     signed,
                     kind: OutKind::Message,
                     created_at: now,
-                    expires_at: now.plus_ms(ttl_ms),
+                    expires_at: expires_at.map_or(ttl_end, |e| e.min(ttl_end)),
+                    shredded,
                 };
                 messages.insert(msg_key.as_slice(), enc(&msg).map_err(abort)?)?;
                 index.insert(&id.0, msg_key.as_slice())?;
                 outbox.insert(&outbox_key.to_be_bytes(), enc(&item).map_err(abort)?)?;
+                if let Some(exp) = expires_at {
+                    expiry.insert(super::expiry_key(exp, &id).as_slice(), msg_key.as_slice())?;
+                }
                 Ok(msg)
-            },
-        )?;
+            })?;
         // A receipt may have come before the message it names was stored here.
         let mut message = res;
         if let Some(m) = self.apply_pending_receipts(&id)?.pop() {
@@ -132,6 +157,27 @@ impl Store {
 
     /// The conversation with `peer`, oldest first; with `limit`, only the last `limit`.
     pub fn history(&self, conv: &super::Conv, limit: Option<usize>) -> Result<Vec<StoredMessage>> {
+        let all = self.history_raw(conv, None)?;
+        let mut out: Vec<StoredMessage> =
+            all.into_iter().filter_map(|m| self.readable(m)).collect();
+        if let Some(n) = limit {
+            let skip = out.len().saturating_sub(n);
+            out.drain(..skip);
+        }
+        Ok(out)
+    }
+
+    /// A message as it can be shown: a timed one with its text decrypted; `None` once expired.
+    pub fn readable(&self, mut m: StoredMessage) -> Option<StoredMessage> {
+        if let Some(sealed) = &m.sealed_text {
+            let plain = self.shred.open(sealed)?;
+            m.text = Some(String::from_utf8_lossy(&plain).into_owned());
+            m.sealed_text = None;
+        }
+        Some(m)
+    }
+
+    fn history_raw(&self, conv: &super::Conv, limit: Option<usize>) -> Result<Vec<StoredMessage>> {
         let prefix = conv.history_prefix();
         let mut out: Vec<StoredMessage> = match limit {
             Some(n) => {
@@ -236,6 +282,7 @@ impl Store {
                 .filter(|p| *p != me)
                 .map(|p| (*p, Status::Queued))
                 .collect(),
+            sealed_text: None,
         };
         let out = super::GroupOut {
             group,
@@ -296,6 +343,7 @@ impl Store {
             kind: OutKind::GroupCopy,
             created_at: out.sent_at,
             expires_at: out.sent_at.plus_ms(ttl_ms),
+            shredded: false,
         };
         self.outbox
             .insert(self.next_id()?.to_be_bytes(), enc(&item)?)?;
@@ -329,6 +377,7 @@ impl Store {
             kind: OutKind::Receipt,
             created_at: now,
             expires_at: now.plus_ms(ttl_ms),
+            shredded: false,
         };
         self.outbox
             .insert(self.next_id()?.to_be_bytes(), enc(&item)?)?;
@@ -533,6 +582,7 @@ impl Store {
             kind: OutKind::Receipt,
             created_at: now,
             expires_at: now.plus_ms(ttl_ms),
+            shredded: false,
         })
     }
 }

@@ -7,12 +7,14 @@
 //! (every 500 ms) and is recomputed or retried after a crash.
 
 mod contacts;
+mod expiry;
 mod groups;
 
 mod inbox;
 mod mailbox;
 mod messages;
 mod outbox;
+mod presence;
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +28,7 @@ pub use inbox::{Accepted, Delivered};
 pub use mailbox::{Deposit, MailboxEntry};
 pub use messages::StoredMessage;
 pub use outbox::{OutKind, OutboxItem};
+pub use presence::{LastSeen, PresenceRecord};
 
 use crate::{Error, Result};
 
@@ -76,6 +79,10 @@ pub struct Store {
     sender_keys: sled::Tree,
     group_out: sled::Tree,
     group_held: sled::Tree,
+    presence: sled::Tree,
+    expiry: sled::Tree,
+    /// Keys for content with a timer, outside sled.
+    pub shred: std::sync::Arc<crate::shred::Shredder>,
 }
 
 impl Store {
@@ -116,6 +123,11 @@ impl Store {
             sender_keys: t("sender_keys")?,
             group_out: t("group_out")?,
             group_held: t("group_held")?,
+            presence: t("presence")?,
+            expiry: t("expiry")?,
+            shred: std::sync::Arc::new(crate::shred::Shredder::new(
+                path.parent().unwrap_or(path).join("shred"),
+            )),
             path: path.to_path_buf(),
             db,
         };
@@ -258,6 +270,13 @@ impl Conv {
             Conv::Group(g) => kith_protocol::payload::Conversation::Group(*g),
         }
     }
+}
+
+/// Key of the expiry index: expiry time, then message id.
+pub(crate) fn expiry_key(t: kith_protocol::Timestamp, id: &kith_protocol::MessageId) -> Vec<u8> {
+    let mut k = t.0.to_be_bytes().to_vec();
+    k.extend_from_slice(&id.0);
+    k
 }
 
 /// Key prefix of a group's history: tag 1, then the 16-byte group id.

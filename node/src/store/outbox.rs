@@ -31,6 +31,19 @@ pub struct OutboxItem {
     pub created_at: Timestamp,
     /// After this the entry is dropped and its message ends `failed`.
     pub expires_at: Timestamp,
+    /// `signed` is encrypted under an expiry period's key (a message with a timer).
+    pub shredded: bool,
+}
+
+impl OutboxItem {
+    /// The signed payload, decrypted if it is shredded; `None` once its timer ran out.
+    pub fn signed_bytes(&self, store: &Store) -> Option<Vec<u8>> {
+        if self.shredded {
+            store.shred.open(&self.signed).map(|b| b.to_vec())
+        } else {
+            Some(self.signed.clone())
+        }
+    }
 }
 
 impl Store {

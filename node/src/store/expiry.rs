@@ -1,0 +1,70 @@
+//! Removing what has expired: messages with a timer, their leftovers, and their keys.
+
+use kith_protocol::{MessageId, Timestamp};
+
+use super::{dec, OutboxItem, Store};
+use crate::Result;
+
+const TIMER_PREFIX: &[u8] = b"timer:";
+
+impl Store {
+    /// The disappearing-message timer of a conversation, in seconds.
+    pub fn conv_timer(&self, conv: &super::Conv) -> Result<Option<u64>> {
+        let k = [TIMER_PREFIX, &conv.history_prefix()].concat();
+        Ok(self
+            .meta
+            .get(k)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
+    }
+
+    /// Sets (or clears) a conversation's timer.
+    pub fn set_conv_timer(&self, conv: &super::Conv, secs: Option<u64>) -> Result<()> {
+        let k = [TIMER_PREFIX, &conv.history_prefix()].concat();
+        match secs {
+            Some(s) => self.meta.insert(k, &s.to_be_bytes())?,
+            None => self.meta.remove(k)?,
+        };
+        Ok(())
+    }
+
+    /// Deletes every message whose timer ran out, the held or queued copies that can no longer
+    /// be opened, then destroys the keys of the periods that are over. Returns how many
+    /// messages were deleted.
+    pub fn sweep_expired(&self, now: Timestamp) -> Result<usize> {
+        let mut n = 0;
+        let end = now.0.to_be_bytes();
+        for r in self.expiry.range(..end.as_slice()) {
+            let (k, msg_key) = r?;
+            if let Some(id) = k.get(8..24).and_then(|b| b.try_into().ok()).map(MessageId) {
+                self.msg_index.remove(id.0)?;
+                self.pending_receipts.remove(id.0)?;
+            }
+            self.messages.remove(&msg_key)?;
+            self.expiry.remove(&k)?;
+            n += 1;
+        }
+        if self.shred.sweep(now) == 0 {
+            return Ok(n);
+        }
+        // Copies whose key is now gone: held for ordering, or waiting in the outbox.
+        for r in self.held.iter() {
+            let (k, v) = r?;
+            if let Ok(h) = dec::<super::inbox::HeldMsg>(&v) {
+                if h.is_expired(self) {
+                    self.held.remove(&k)?;
+                }
+            }
+        }
+        for r in self.outbox.iter() {
+            let (k, v) = r?;
+            if let Ok(item) = dec::<OutboxItem>(&v) {
+                if item.shredded
+                    && (item.expires_at <= now || self.shred.open(&item.signed).is_none())
+                {
+                    self.outbox.remove(&k)?;
+                }
+            }
+        }
+        Ok(n)
+    }
+}
