@@ -77,18 +77,23 @@ fn send_wait_that_ends_failed_exits_1() {
 }
 
 #[test]
-fn image_and_expire_are_refused_for_now() {
+fn images_are_refused_for_now_and_bad_timers_before_anything_is_sent() {
     let node = node_stuck_at("sent", false);
-    for args in [
-        &["send", "bob", "--image", "cat.png"][..],
-        &["send", "bob", "hi", "--expire", "1h"][..],
-    ] {
-        let run = node.kith(args);
-        run.assert_code(2);
-        assert!(run.stderr.contains("not supported yet"), "{run:?}");
-        assert_eq!(run.stderr.lines().count(), 1);
+    let run = node.kith(&["send", "bob", "--image", "cat.png"]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("not supported yet"), "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1);
+    for bad in ["2years", "-5s", "soon"] {
+        node.kith(&["send", "bob", "hi", "--expire", bad]).assert_code(2);
     }
     assert!(node.requests().is_empty(), "nothing may be sent");
+}
+
+#[test]
+fn expire_is_passed_in_seconds() {
+    let node = node_stuck_at("sent", false);
+    node.kith(&["send", "bob", "hi", "--expire", "1h"]).assert_code(0);
+    assert_eq!(node.params_of("message.send")["expire_secs"], 3600);
 }
 
 #[test]
