@@ -26,6 +26,7 @@ mod message;
 mod node_info;
 mod output;
 mod presence;
+mod progress;
 
 mod watch;
 
@@ -108,10 +109,11 @@ enum Command {
         /// The message text (at most 64 KiB).
         #[arg(required_unless_present = "image")]
         text: Option<String>,
-        /// Send this image file (not supported yet).
+        /// Send this image file (JPEG, PNG, WebP or GIF, at most 16 MiB); TEXT is its caption.
+        /// Metadata (EXIF, GPS, XMP, comments) is stripped and the orientation applied.
         #[arg(long, value_name = "PATH")]
         image: Option<PathBuf>,
-        /// Send the image without resizing or recompressing it.
+        /// Send the image at full size without lossy recompression (metadata still stripped).
         #[arg(long, requires = "image")]
         original: bool,
         /// Make the message disappear DURATION after it is sent, e.g. 30s, 5m, 1h, 7d.

@@ -80,31 +80,61 @@ pub async fn disappear(ctx: &Ctx, target: &str, duration: &str) -> Result<(), Cl
 
 /// `kith send`: calls `message.send`, then with `--wait` `message.wait`.
 pub async fn send(ctx: &Ctx, request: SendRequest) -> Result<(), CliError> {
-    if request.image.is_some() || request.original {
-        return Err(CliError::Rejected(
-            "sending images (--image, --original) is not supported yet".into(),
-        ));
-    }
     let expire_secs = request.expire.map(|d| d.as_secs().max(1));
     if expire_secs.is_some_and(|s| s > MAX_TIMER_SECS) {
         return Err(CliError::Rejected(
             "--expire: a timer is at most one year".into(),
         ));
     }
-    let Some(text) = request.text else {
-        return Err(CliError::Rejected("nothing to send: give a TEXT".into()));
+    let text = match (&request.text, &request.image) {
+        (Some(t), _) => t.clone(),
+        (None, Some(_)) => String::new(),
+        (None, None) => return Err(CliError::Rejected("nothing to send: give a TEXT".into())),
     };
-    let mut client = ctx.connect().await?;
     let mut params = json!({"target": request.target, "text": text});
     if let Some(s) = expire_secs {
         params["expire_secs"] = json!(s);
     }
-    let sent = client.call("message.send", Some(params)).await?;
-    let Some(wait) = request.wait else {
-        return ctx.out.result(&sent, human_sent);
+    let mut progress = None;
+    if let Some(path) = &request.image {
+        let path = std::fs::canonicalize(path)
+            .map_err(|e| CliError::Rejected(format!("{}: {e}", path.display())))?;
+        let md = std::fs::metadata(&path)
+            .map_err(|e| CliError::Rejected(format!("{}: {e}", path.display())))?;
+        if !md.is_file() {
+            return Err(CliError::Rejected(format!(
+                "{}: not a file",
+                path.display()
+            )));
+        }
+        params["image"] = json!(path.to_string_lossy());
+        params["original"] = json!(request.original);
+        if !ctx.out.is_json() && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            progress = Some(crate::progress::Progress::start(ctx).await);
+        }
+    }
+    let mut client = ctx.connect().await?;
+    let sent = client.call("message.send", Some(params)).await;
+    let sent = match sent {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(p) = progress {
+                p.finish("not sent");
+            }
+            return Err(e);
+        }
     };
     let id = str_field(&sent, "id")
         .ok_or_else(|| CliError::NotReached("the node's answer holds no message id".into()))?;
+    if let Some(p) = &progress {
+        p.follow(id);
+    }
+    let Some(wait) = request.wait else {
+        if let Some(p) = progress {
+            p.finish("queued; the recipient fetches the image from this node or its relay");
+        }
+        return ctx.out.result(&sent, human_sent);
+    };
     let params = json!({
         "id": id,
         "status": wait.as_str(),
@@ -113,7 +143,14 @@ pub async fn send(ctx: &Ctx, request: SendRequest) -> Result<(), CliError> {
     // The node answers when the timeout passes; give it time to say so before giving up.
     let waited = client
         .call_with_timeout("message.wait", Some(params), request.timeout + CALL_TIMEOUT)
-        .await?;
+        .await;
+    if let Some(p) = progress {
+        p.finish(match &waited {
+            Ok(w) => str_or_dash(w, "status"),
+            Err(_) => "not confirmed",
+        });
+    }
+    let waited = waited?;
     ctx.out.result(&waited, human_sent)?;
     let status = str_or_dash(&waited, "status");
     if status == "failed" {

@@ -77,22 +77,48 @@ fn send_wait_that_ends_failed_exits_1() {
 }
 
 #[test]
-fn images_are_refused_for_now_and_bad_timers_before_anything_is_sent() {
+fn a_missing_image_and_bad_timers_are_refused_before_anything_is_sent() {
     let node = node_stuck_at("sent", false);
-    let run = node.kith(&["send", "bob", "--image", "cat.png"]);
+    let run = node.kith(&["send", "bob", "--image", "/nonexistent/cat.png"]);
     run.assert_code(2);
-    assert!(run.stderr.contains("not supported yet"), "{run:?}");
+    assert!(run.stderr.contains("cat.png"), "{run:?}");
     assert_eq!(run.stderr.lines().count(), 1);
     for bad in ["2years", "-5s", "soon"] {
-        node.kith(&["send", "bob", "hi", "--expire", bad]).assert_code(2);
+        node.kith(&["send", "bob", "hi", "--expire", bad])
+            .assert_code(2);
     }
     assert!(node.requests().is_empty(), "nothing may be sent");
 }
 
 #[test]
+fn an_image_is_passed_as_an_absolute_path_with_its_caption() {
+    let node = node_stuck_at("sent", false);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("cat.jpg");
+    std::fs::write(&f, b"not checked by the CLI").unwrap();
+    node.kith(&[
+        "send",
+        "bob",
+        "a cat",
+        "--image",
+        f.to_str().unwrap(),
+        "--original",
+    ])
+    .assert_code(0);
+    let p = node.params_of("message.send");
+    assert_eq!(
+        p["image"],
+        f.canonicalize().unwrap().to_string_lossy().as_ref()
+    );
+    assert_eq!(p["text"], "a cat");
+    assert_eq!(p["original"], true);
+}
+
+#[test]
 fn expire_is_passed_in_seconds() {
     let node = node_stuck_at("sent", false);
-    node.kith(&["send", "bob", "hi", "--expire", "1h"]).assert_code(0);
+    node.kith(&["send", "bob", "hi", "--expire", "1h"])
+        .assert_code(0);
     assert_eq!(node.params_of("message.send")["expire_secs"], 3600);
 }
 

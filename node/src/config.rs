@@ -19,6 +19,15 @@ pub const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 pub struct Faults {
     /// Drop this many of the next direct-message responses (the sender sees a lost ack).
     pub drop_dm_responses: std::sync::atomic::AtomicU32,
+    /// While set, blob chunk requests are served only while `blob_chunk_budget` lasts, then
+    /// answered `Missing` (the sender "goes away" in the middle of a transfer).
+    pub limit_blob_chunks: std::sync::atomic::AtomicBool,
+    pub blob_chunk_budget: std::sync::atomic::AtomicU32,
+    /// Blob chunks this node handed out (counted for tests of resumed transfers).
+    pub blob_chunks_served: std::sync::atomic::AtomicU64,
+    /// While set, this node's receipts stay in its outbox (a slow receipt path, for tests that
+    /// need the sender to retry before the delivered receipt arrives).
+    pub hold_receipts: std::sync::atomic::AtomicBool,
 }
 
 impl Faults {
@@ -28,6 +37,21 @@ impl Faults {
         self.drop_dm_responses
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
+    }
+
+    /// Whether receipts are held back for now.
+    pub(crate) fn receipts_held(&self) -> bool {
+        self.hold_receipts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether one more blob chunk may be served.
+    pub(crate) fn take_blob_chunk(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        !self.limit_blob_chunks.load(Ordering::SeqCst)
+            || self
+                .blob_chunk_budget
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
     }
 }
 
@@ -42,6 +66,8 @@ pub struct RelayLimits {
     pub per_depositor_envelopes: usize,
     /// Longest an envelope is kept, whatever its header says.
     pub max_age: Duration,
+    /// Most plaintext bytes of blobs (images) kept for one recipient.
+    pub per_recipient_blob_bytes: usize,
 }
 
 impl Default for RelayLimits {
@@ -51,6 +77,7 @@ impl Default for RelayLimits {
             per_recipient_bytes: 256 * 1024 * 1024,
             per_depositor_envelopes: 20_000,
             max_age: Duration::from_secs(14 * 24 * 3600),
+            per_recipient_blob_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -75,6 +102,7 @@ pub struct Config {
     pub(crate) relay_count: usize,
     pub(crate) fetch_every: Duration,
     pub(crate) faults: Arc<Faults>,
+    pub(crate) max_image_bytes: u64,
 }
 
 impl Config {
@@ -98,6 +126,7 @@ impl Config {
                 relay_count: 3,
                 fetch_every: Duration::from_secs(30),
                 faults: Arc::new(Faults::default()),
+                max_image_bytes: kith_protocol::limits::MAX_BLOB_BYTES as u64,
             },
         }
     }
@@ -190,6 +219,11 @@ impl ConfigBuilder {
         self
     }
     /// sled's page cache size.
+    /// Largest file `send --image` accepts (16 MiB by default; at most the hard blob cap).
+    pub fn max_image_bytes(mut self, n: u64) -> Self {
+        self.cfg.max_image_bytes = n.min(kith_protocol::limits::MAX_BLOB_HARD_BYTES);
+        self
+    }
     pub fn cache_bytes(mut self, n: u64) -> Self {
         self.cfg.cache_bytes = n;
         self

@@ -44,6 +44,16 @@ pub enum Event {
     Presence { peer_id: String, online: bool },
     /// A contact (or group member) is typing.
     Typing { from: String, conversation: String },
+    /// A blob transfer moved on: `bytes` of `total` are here (`down`) or were handed out
+    /// (`up`, on the sender).
+    Progress {
+        message: Option<String>,
+        blob: String,
+        direction: String,
+        peer: String,
+        bytes: u64,
+        total: u64,
+    },
     /// The subscriber fell behind and missed events.
     Lagged { missed: u64 },
 }

@@ -180,6 +180,21 @@ impl Handle {
 
     /// Stores and publishes a text to a group.
     pub(crate) async fn send_group_text(&self, g: GroupId, text: &str) -> Result<Sent> {
+        let body = Body::Text {
+            text: text.to_string(),
+        };
+        self.send_group_body(g, body, None, |_| Ok(())).await
+    }
+
+    /// Stores a group message (a text or an image) and publishes it on the topic. `before`
+    /// runs with the group's members once membership is checked, before anything is stored.
+    pub(crate) async fn send_group_body(
+        &self,
+        g: GroupId,
+        body: Body,
+        image_file: Option<String>,
+        before: impl FnOnce(&[PeerId]) -> Result<()>,
+    ) -> Result<Sent> {
         let core = &self.core;
         let rec = core
             .store
@@ -191,6 +206,7 @@ impl Handle {
         let mut rec = rec;
         core.distribute_key(&mut rec)?;
         let members: Vec<PeerId> = rec.state.members.iter().copied().collect();
+        before(&members)?;
         let now = core.clock.now();
         let make = |seq: u64, id: MessageId| {
             let p = GroupPayload {
@@ -198,9 +214,7 @@ impl Handle {
                 seq,
                 sent_at: now,
                 expires_at: None,
-                body: Body::Text {
-                    text: text.to_string(),
-                },
+                body: body.clone(),
             };
             GroupEnvelope::seal(&core.identity, g, rec.key_id, &rec.key, &p).map_err(invalid)
         };
@@ -208,7 +222,8 @@ impl Handle {
             &core.peer_id,
             g,
             &members,
-            text.to_string(),
+            body.clone(),
+            image_file,
             now,
             GROUP_FALLBACK_MS,
             make,
@@ -426,7 +441,7 @@ impl Core {
             expires_at: p.expires_at,
             body: p.body,
         };
-        if !matches!(payload.body, Body::Text { .. }) {
+        if !matches!(payload.body, Body::Text { .. } | Body::Image { .. }) {
             self.dropped(env.sender, "unexpected body in a group message".into());
             return Ok(());
         }

@@ -159,6 +159,11 @@ impl Harness {
         self.nodes[i].handle.clone().ok_or(Error::ShuttingDown)
     }
 
+    /// Node `i`'s home folder.
+    pub fn home(&self, i: usize) -> &std::path::Path {
+        &self.nodes[i].home
+    }
+
     pub fn peer_id(&self, i: usize) -> PeerId {
         self.nodes[i].peer_id
     }

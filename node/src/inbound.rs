@@ -147,7 +147,7 @@ fn group_refusal(core: &Core, p: &kith_protocol::payload::Payload) -> Result<Opt
     let kith_protocol::payload::Conversation::Group(g) = p.conversation else {
         return Ok(None);
     };
-    if !matches!(p.body, Body::Text { .. }) {
+    if !matches!(p.body, Body::Text { .. } | Body::Image { .. }) {
         return Ok(None); // operations, keys and receipts are checked where they are applied
     }
     Ok(match core.store.group(&g)? {

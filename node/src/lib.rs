@@ -11,6 +11,8 @@
 //! - [`api`]: the JSON-RPC local API on a Unix socket.
 //! - [`events`]: events for API subscribers.
 //! - [`clock`]: the wall clock, injectable for tests.
+//! - [`media`]: preparing an image for sending (limits, orientation, metadata stripping,
+//!   downscaling, thumbnail).
 
 pub mod api;
 pub mod clock;
@@ -21,6 +23,7 @@ pub mod groups;
 pub mod harness;
 pub mod home;
 mod inbound;
+pub mod media;
 pub mod net;
 mod node;
 pub mod presence;

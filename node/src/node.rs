@@ -374,6 +374,131 @@ impl Handle {
         })
     }
 
+    /// Sends the image at `path` (with a caption) to `target`: checks the file against the
+    /// size limit, strips its metadata and applies its orientation, re-encodes it (unless
+    /// `original`), seals it as a blob, stores the blob and the message durably, and starts
+    /// delivering. The recipient fetches the blob; `delivered` means it holds all of it.
+    pub async fn send_image(
+        &self,
+        target: &str,
+        path: &std::path::Path,
+        caption: &str,
+        original: bool,
+        expire_secs: Option<u64>,
+    ) -> Result<Sent> {
+        use kith_protocol::blob::{seal_blob, BlobKey, BlobRef};
+        use kith_protocol::payload::Body;
+        let core = &self.core;
+        kith_protocol::payload::check_caption(caption)
+            .map_err(|e| Error::InvalidInput(format!("caption: {e}")))?;
+        kith_protocol::disappearing::check_timer(expire_secs)
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let limit = core.cfg.max_image_bytes;
+        let len = std::fs::metadata(path)
+            .map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))?
+            .len();
+        if len > limit {
+            return Err(Error::InvalidInput(format!(
+                "{}: the file is {len} bytes; images are limited to {limit} bytes ({} MiB)",
+                path.display(),
+                limit / (1024 * 1024)
+            )));
+        }
+        let conv = self.resolve_conv(target)?;
+        let secs = match expire_secs {
+            Some(s) => Some(s),
+            None => core.store.conv_timer(&conv)?,
+        };
+        if let (Conv::Group(_), Some(_)) = (&conv, secs) {
+            return Err(Error::InvalidInput(
+                "disappearing messages in groups are not supported yet".into(),
+            ));
+        }
+        if conv == Conv::Direct(core.peer_id) {
+            return Err(Error::InvalidInput(
+                "cannot send a message to yourself".into(),
+            ));
+        }
+        // Decoding and re-encoding take a while: off the async threads.
+        let file = path.to_path_buf();
+        let prepared = tokio::task::spawn_blocking(move || -> Result<_> {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| Error::InvalidInput(format!("{}: {e}", file.display())))?;
+            let opts = crate::media::PrepareOptions {
+                original,
+                ..Default::default()
+            };
+            let img = crate::media::prepare_image(&bytes, &opts)
+                .map_err(|e| Error::InvalidInput(format!("{}: {e}", file.display())))?;
+            let key = BlobKey::generate();
+            let (manifest, chunks) = seal_blob(&img.bytes, &key)?;
+            Ok((img, key, manifest, chunks))
+        })
+        .await
+        .map_err(|e| Error::Transaction(format!("image task failed: {e}")))??;
+        let (img, key, manifest, chunks) = prepared;
+        let reference = BlobRef {
+            id: manifest.id(),
+            key,
+            mime: img.mime.clone(),
+            width: img.width,
+            height: img.height,
+            thumbnail: img.thumbnail.clone(),
+            manifest: manifest.clone(),
+        };
+        reference.validate()?;
+        // The sender's own copy, named like the recipient's.
+        let media = core.store.media_dir();
+        home::create_dir_private(&media)?;
+        let own = media.join(crate::store::image_file_name(&reference.id, &img.mime));
+        crate::net::write_atomic(&own, &img.bytes)
+            .map_err(|e| Error::io(format!("writing {}", own.display()), e))?;
+        let own = own.to_string_lossy().into_owned();
+        let now = core.clock.now();
+        let expires_at = secs.map(|s| now.plus_ms(s * 1000));
+        let body = Body::Image {
+            caption: caption.to_string(),
+            image: reference.clone(),
+        };
+        let sent = match conv {
+            Conv::Group(g) => {
+                let store = core.store.clone();
+                let (m, c) = (manifest.clone(), chunks);
+                return self
+                    .send_group_body(g, body, Some(own), move |members| {
+                        store.blob_put_own(&m, &c, members.to_vec(), None, None)?;
+                        Ok(())
+                    })
+                    .await;
+            }
+            Conv::Direct(peer) => {
+                let e = core.store.enqueue_body(
+                    &core.identity,
+                    peer,
+                    body,
+                    Some(own),
+                    now,
+                    core.ttl_ms(),
+                    expires_at,
+                )?;
+                core.store.blob_put_own(
+                    &manifest,
+                    &chunks,
+                    vec![peer],
+                    expires_at,
+                    Some(e.message.id),
+                )?;
+                e.message
+            }
+        };
+        core.store.flush().await?;
+        core.kick();
+        Ok(Sent {
+            id: sent.id,
+            status: sent.status,
+        })
+    }
+
     /// Sets (or clears) a conversation's disappearing timer, on both sides: the peer gets a
     /// signed control message.
     pub async fn set_timer(&self, target: &str, secs: Option<u64>) -> Result<Option<u64>> {

@@ -104,7 +104,7 @@ impl Handle {
                 .send(Command::Ephemeral {
                     peer: p,
                     conv,
-                    body: Body::Typing,
+                    body: Box::new(Body::Typing),
                 })
                 .await;
         }

@@ -6,7 +6,8 @@
 //! recipient that was offline deletes the message when its remaining time runs out. Sender
 //! clocks are not trusted beyond that: a message is never kept longer than the timer after it
 //! arrived, and never deleted sooner than [`MIN_VISIBLE_MS`] (or the timer, if shorter) after
-//! it arrived, so a sender clock that runs behind cannot make it vanish on arrival.
+//! it arrived, so a sender clock that runs behind cannot make it vanish on arrival. A claimed
+//! timer over [`MAX_TIMER_SECS`] counts as that limit.
 
 use crate::{Error, Result, Timestamp};
 
@@ -33,7 +34,11 @@ pub fn check_timer(secs: Option<u64>) -> Result<()> {
 /// When a receiver deletes a message that the sender stamped `sent_at` and `expires_at`
 /// (sender clock) and that arrived at `arrival` (receiver clock).
 pub fn local_expiry(sent_at: Timestamp, expires_at: Timestamp, arrival: Timestamp) -> Timestamp {
-    let timer = expires_at.0.saturating_sub(sent_at.0);
+    // A timer over the limit (only a misbehaving sender claims one) counts as the limit.
+    let timer = expires_at
+        .0
+        .saturating_sub(sent_at.0)
+        .min(MAX_TIMER_SECS * 1000);
     let sent = sent_at.min(arrival);
     let wanted = sent.plus_ms(timer);
     let floor = arrival.plus_ms(timer.min(MIN_VISIBLE_MS));
@@ -94,6 +99,77 @@ mod tests {
         assert!(check_timer(Some(MAX_TIMER_SECS + 1)).is_err());
         assert!(check_timer(Some(10)).is_ok());
         assert!(check_timer(None).is_ok());
+    }
+
+    #[test]
+    fn timer_limits_at_the_edges() {
+        assert!(check_timer(Some(1)).is_ok());
+        assert!(check_timer(Some(MAX_TIMER_SECS)).is_ok());
+        assert!(check_timer(Some(u64::MAX)).is_err());
+    }
+
+    #[test]
+    fn local_expiry_is_bounded_whatever_the_sender_clock() {
+        let arrival = Timestamp(1_700_000_000_000);
+        for timer in [1_000, 4_999, 5_000, 10_000, 60_000, MAX_TIMER_SECS * 1000] {
+            let floor = arrival.plus_ms(timer.min(MIN_VISIBLE_MS));
+            let ceiling = arrival.plus_ms(timer);
+            for skew in [-7_200_000i64, -60_000, -5_000, -1, 0, 1, 60_000, 7_200_000] {
+                let sent = Timestamp(arrival.0.saturating_add_signed(skew));
+                let e = local_expiry(sent, sent.plus_ms(timer), arrival);
+                assert!(e >= floor, "timer {timer} skew {skew}: gone too soon");
+                assert!(e <= ceiling, "timer {timer} skew {skew}: kept too long");
+                // An honest sender whose message arrives in time: exactly sent + timer.
+                if sent <= arrival && sent.plus_ms(timer) >= floor {
+                    assert_eq!(e, sent.plus_ms(timer));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn absurd_claims_neither_overflow_nor_outlive_the_limit() {
+        let arrival = Timestamp(1_700_000_000_000);
+        // expires before it was sent: no time at all, not a wrap-around
+        assert_eq!(
+            local_expiry(arrival, arrival.minus_ms(1_000), arrival),
+            arrival
+        );
+        // extreme timestamps saturate instead of panicking
+        assert_eq!(
+            local_expiry(Timestamp(u64::MAX), Timestamp(u64::MAX), arrival),
+            arrival
+        );
+        assert_eq!(
+            local_expiry(Timestamp(0), Timestamp(u64::MAX), arrival),
+            arrival.plus_ms(MIN_VISIBLE_MS)
+        );
+        // a timer of ten years is held to the one-year limit
+        let sent = arrival.minus_ms(1_000);
+        assert_eq!(
+            local_expiry(sent, sent.plus_ms(10 * MAX_TIMER_SECS * 1000), arrival),
+            sent.plus_ms(MAX_TIMER_SECS * 1000)
+        );
+    }
+
+    #[test]
+    fn a_period_key_outlives_its_contents_by_at_most_one_period() {
+        for t in [
+            0,
+            1,
+            PERIOD_MS - 1,
+            PERIOD_MS,
+            1_700_000_012_345,
+            u64::MAX - 1,
+        ] {
+            let t = Timestamp(t);
+            let p = period_of(t);
+            assert!(
+                !period_over(p, t),
+                "key of {t:?} destroyed before it expired"
+            );
+            assert!(period_over(p, t.plus_ms(PERIOD_MS)) || t.0 > u64::MAX - PERIOD_MS);
+        }
     }
 
     #[test]

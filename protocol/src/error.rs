@@ -37,6 +37,9 @@ pub enum Error {
     /// A contact card that does not parse.
     #[error("invalid contact card: {0}")]
     InvalidCard(String),
+    /// Blob content (a chunk or a manifest) whose hash does not match what it should be.
+    #[error("blob mismatch: {0}")]
+    BlobMismatch(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

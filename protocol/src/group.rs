@@ -494,8 +494,13 @@ impl GroupEnvelope {
         let n = u32::from_be_bytes([plain[0], plain[1], plain[2], plain[3]]) as usize;
         let body = plain.get(4..4 + n).ok_or(Error::Truncated)?;
         let p: GroupPayload = crate::decode_exact(body)?;
-        if let Body::Text { text } = &p.body {
-            crate::text::check_text(text)?;
+        match &p.body {
+            Body::Text { text } => crate::text::check_text(text)?,
+            Body::Image { caption, image } => {
+                crate::payload::check_caption(caption)?;
+                image.validate()?;
+            }
+            _ => {}
         }
         if p.seq == 0 || p.seq > crate::payload::MAX_SEQ {
             return Err(Error::Malformed("bad group sequence number".into()));

@@ -15,9 +15,12 @@
 //! - [`text`]: limits and checks on user text and names.
 //! - [`limits`]: every size limit, as constants.
 //! - [`mailbox`]: the relay mailbox protocol: deposit, fetch, acknowledge.
+//! - [`blob`]: encrypted, chunked, content-addressed blobs (images) and the `BlobRef` a
+//!   message carries.
 //!
 //! Wire formats are described in docs/protocol.md.
 
+pub mod blob;
 pub mod card;
 pub mod disappearing;
 pub mod envelope;

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::limits::MAX_ENVELOPE_BYTES;
+use crate::limits::{MAX_BLOB_CHUNK_WIRE_BYTES, MAX_ENVELOPE_BYTES};
 use crate::{identity, Identity, MessageId, PeerId, Result, Timestamp};
 
 /// Signature label of a relay's deposit acknowledgement.
@@ -17,8 +17,9 @@ pub const FETCH_LABEL: &[u8] = b"kith/v1/mailbox-fetch";
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Most envelopes in one fetched batch.
 pub const MAX_BATCH_ENVELOPES: usize = 256;
-/// Largest mailbox request frame (a deposit carries one envelope).
-pub const MAX_MAILBOX_REQUEST_BYTES: usize = MAX_ENVELOPE_BYTES + 1024;
+/// Largest mailbox request frame (a deposit carries one envelope or one blob chunk).
+pub const MAX_MAILBOX_REQUEST_BYTES: usize =
+    crate::limits::max_usize(MAX_ENVELOPE_BYTES, MAX_BLOB_CHUNK_WIRE_BYTES) + 1024;
 /// Largest mailbox response frame (a batch).
 pub const MAX_MAILBOX_RESPONSE_BYTES: usize = MAX_BATCH_BYTES + MAX_ENVELOPE_BYTES + 16 * 1024;
 /// Most ids in one acknowledgement.
@@ -43,6 +44,19 @@ pub enum MailboxRequest {
     Ack { owner: PeerId, ids: Vec<MessageId> },
     /// (relay → owner) Something new is waiting in your mailbox.
     Notify,
+    /// Keep chunk `index` of blob `id` (plaintext `size` bytes in all) for `recipient`, until
+    /// `expires_at` or until the recipient releases it. Deposited before the envelope that
+    /// names the blob.
+    DepositBlob {
+        recipient: PeerId,
+        id: crate::blob::BlobId,
+        size: u64,
+        index: u32,
+        expires_at: Timestamp,
+        chunk: Vec<u8>,
+    },
+    /// (recipient → relay) I hold blob `id` whole: delete it.
+    ReleaseBlob { id: crate::blob::BlobId },
 }
 
 /// A response on `/kith/mailbox/1.0.0`.

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::limits::{MAX_PAYLOAD_BYTES, MAX_RECEIPT_IDS};
+use crate::limits::{MAX_CAPTION_BYTES, MAX_PAYLOAD_BYTES, MAX_RECEIPT_IDS};
 use crate::{identity, Error, Identity, MessageId, PeerId, Result, Timestamp};
 
 /// Largest sequence number accepted (far beyond any real conversation).
@@ -60,19 +60,35 @@ pub enum Body {
     Typing,
     /// Sets the conversation's disappearing-message timer (`None`: off).
     Timer { secs: Option<u64> },
+    /// An image: the reference to its encrypted blob (with a thumbnail), and a caption.
+    Image {
+        caption: String,
+        image: crate::blob::BlobRef,
+    },
 }
 
 impl Body {
     /// Whether this body takes a place in the sender's per-conversation sequence.
     /// Receipts and other control bodies are never held back by ordering.
     pub fn is_sequenced(&self) -> bool {
-        matches!(self, Body::Text { .. })
+        matches!(self, Body::Text { .. } | Body::Image { .. })
     }
 
     /// Ephemeral bodies are never stored, relayed or retried.
     pub fn is_ephemeral(&self) -> bool {
         matches!(self, Body::Presence { .. } | Body::Typing)
     }
+}
+
+/// A caption must be valid text no longer than [`MAX_CAPTION_BYTES`].
+pub fn check_caption(caption: &str) -> Result<()> {
+    if caption.len() > MAX_CAPTION_BYTES {
+        return Err(Error::Oversized {
+            got: caption.len(),
+            limit: MAX_CAPTION_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// The inner payload.
@@ -115,6 +131,10 @@ impl Payload {
             }
             Body::SenderKey { .. } | Body::Presence { .. } | Body::Typing => {}
             Body::Timer { secs } => crate::disappearing::check_timer(*secs)?,
+            Body::Image { caption, image } => {
+                check_caption(caption)?;
+                image.validate()?;
+            }
         }
         if self.seq > MAX_SEQ {
             return Err(Error::Malformed(format!(

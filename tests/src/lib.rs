@@ -3,6 +3,7 @@
 //! holds what they share.
 
 pub mod craft;
+pub mod images;
 pub mod mailbox_peer;
 pub mod rawpeer;
 pub mod relay_util;

@@ -27,7 +27,8 @@ impl MailboxPeer {
             )
             .expect("tcp")
             .with_behaviour(|_| {
-                request_response::Behaviour::new(
+                request_response::Behaviour::with_codec(
+                    kith_node::net::codec::mailbox_codec(),
                     [(MAILBOX_PROTOCOL, ProtocolSupport::Outbound)],
                     request_response::Config::default()
                         .with_request_timeout(Duration::from_secs(10)),

@@ -84,8 +84,13 @@ struct Verify {
 #[derive(Deserialize)]
 struct Send {
     target: String,
+    #[serde(default)]
     text: String,
     expire_secs: Option<u64>,
+    /// Path of an image file to send (the text is then its caption).
+    image: Option<String>,
+    #[serde(default)]
+    original: bool,
 }
 
 #[derive(Deserialize)]
@@ -151,12 +156,38 @@ pub fn history_entry(m: &StoredMessage) -> Value {
         "sent_at": m.sent_at.to_string(),
         "received_at": m.received_at.map(|t| t.to_string()),
         "expires_at": m.expires_at.map(|t| t.to_string()),
-                "image": Value::Null,
+        "image": image_entry(m),
         "receipts": if m.group.is_some() && m.outgoing {
             Value::Object(m.receipts.iter().map(|(p, s)| (p.to_string(), json!(s.as_str()))).collect())
         } else {
             Value::Null
         },
+    })
+}
+
+/// An image message's picture as the API shows it: `path` is null until the whole image is
+/// here and checked; `thumbnail` is the path of the preview, there from the start.
+fn image_entry(m: &StoredMessage) -> Value {
+    let Some(img) = &m.image else {
+        return Value::Null;
+    };
+    let Some(r) = &img.reference else {
+        return Value::Null;
+    };
+    let bytes = img
+        .file
+        .as_ref()
+        .and_then(|f| std::fs::metadata(f).ok())
+        .map(|md| md.len());
+    json!({
+        "path": img.file,
+        "width": r.width,
+        "height": r.height,
+        "bytes": bytes.unwrap_or(r.size()),
+        "mime": r.mime,
+        "blob": r.id.to_string(),
+        "complete": img.file.is_some(),
+        "thumbnail": img.thumbnail_file,
     })
 }
 
@@ -192,7 +223,13 @@ pub async fn call(h: &Handle, method: &str, p: Value) -> Result<Value, RpcError>
         }
         "message.send" => {
             let s: Send = params(p)?;
-                        let r = h.send_text_expiring(&s.target, &s.text, s.expire_secs).await?;
+            let r = match &s.image {
+                Some(path) => {
+                    h.send_image(&s.target, std::path::Path::new(path), &s.text, s.original, s.expire_secs)
+                        .await?
+                }
+                None => h.send_text_expiring(&s.target, &s.text, s.expire_secs).await?,
+            };
             Ok(json!({"id": r.id.to_string(), "status": r.status.as_str()}))
         }
         "message.wait" => {

@@ -11,7 +11,9 @@ use libp2p::{
     StreamProtocol, Swarm,
 };
 
-use super::codec::{DmCodec, MailboxCodec, DM_PROTOCOL, MAILBOX_PROTOCOL};
+use super::codec::{
+    BlobCodec, DmCodec, MailboxCodec, BLOB_PROTOCOL, DM_PROTOCOL, MAILBOX_PROTOCOL,
+};
 use crate::{Error, Result};
 
 /// Kademlia protocol name: kith's own DHT, apart from the public IPFS one.
@@ -20,6 +22,8 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/kad/1.0.0");
 pub const IDENTIFY_PROTOCOL: &str = "/kith/id/1.0.0";
 /// How long a direct-message request may take.
 pub const DM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one blob chunk request may take.
+pub const BLOB_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an idle connection is kept.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -30,6 +34,7 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub dm: request_response::Behaviour<DmCodec>,
     pub mailbox: request_response::Behaviour<MailboxCodec>,
+    pub blob: request_response::Behaviour<BlobCodec>,
     pub gossip: gossipsub::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     /// Circuit relay v2 server, on relay nodes only.
@@ -82,11 +87,19 @@ pub fn build_swarm(key: Keypair, use_mdns: bool, is_relay: bool) -> Result<Swarm
             } else {
                 None
             };
-            let mailbox = request_response::Behaviour::new(
+            let mailbox = request_response::Behaviour::with_codec(
+                super::codec::mailbox_codec(),
                 [(MAILBOX_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(DM_TIMEOUT)
                     .with_max_concurrent_streams(256),
+            );
+            let blob = request_response::Behaviour::with_codec(
+                super::codec::blob_codec(),
+                [(BLOB_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(BLOB_TIMEOUT)
+                    .with_max_concurrent_streams(64),
             );
             let relay = is_relay.then(|| relay::Behaviour::new(peer, relay::Config::default()));
             let gossip = gossipsub::Behaviour::new(
@@ -99,6 +112,7 @@ pub fn build_swarm(key: Keypair, use_mdns: bool, is_relay: bool) -> Result<Swarm
                 ping: ping::Behaviour::default(),
                 dm,
                 mailbox,
+                blob,
                 gossip,
                 mdns: mdns.into(),
                 relay: relay.into(),

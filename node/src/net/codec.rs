@@ -144,69 +144,121 @@ impl libp2p::request_response::Codec for DmCodec {
 /// Protocol name of the relay mailbox.
 pub const MAILBOX_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/mailbox/1.0.0");
 
-/// Codec for `/kith/mailbox/1.0.0`: length-prefixed postcard frames with the limits of
-/// [`kith_protocol::mailbox`].
-#[derive(Clone, Debug, Default)]
-pub struct MailboxCodec;
+/// Protocol name of blob (image) transfer.
+pub const BLOB_PROTOCOL: StreamProtocol = StreamProtocol::new("/kith/blob/1.0.0");
+
+/// A request-response codec of length-prefixed postcard frames, with a size limit each way.
+/// A frame over its limit is refused before it is read (inbound) or sent (outbound).
+pub struct PostcardCodec<Req, Resp> {
+    request_limit: usize,
+    response_limit: usize,
+    _types: std::marker::PhantomData<fn() -> (Req, Resp)>,
+}
+
+impl<Req, Resp> Clone for PostcardCodec<Req, Resp> {
+    fn clone(&self) -> Self {
+        PostcardCodec {
+            request_limit: self.request_limit,
+            response_limit: self.response_limit,
+            _types: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<Req, Resp> PostcardCodec<Req, Resp> {
+    pub fn new(request_limit: usize, response_limit: usize) -> Self {
+        PostcardCodec {
+            request_limit,
+            response_limit,
+            _types: std::marker::PhantomData,
+        }
+    }
+}
+
+/// Codec for `/kith/mailbox/1.0.0`, with the limits of [`kith_protocol::mailbox`].
+pub type MailboxCodec =
+    PostcardCodec<kith_protocol::mailbox::MailboxRequest, kith_protocol::mailbox::MailboxResponse>;
+
+/// The mailbox codec with its limits.
+pub fn mailbox_codec() -> MailboxCodec {
+    PostcardCodec::new(
+        kith_protocol::mailbox::MAX_MAILBOX_REQUEST_BYTES,
+        kith_protocol::mailbox::MAX_MAILBOX_RESPONSE_BYTES,
+    )
+}
+
+/// Codec for `/kith/blob/1.0.0`: one chunk request, one chunk (or `Missing`) in response.
+pub type BlobCodec =
+    PostcardCodec<kith_protocol::blob::ChunkRequest, kith_protocol::blob::ChunkResponse>;
+
+/// The blob codec with its limits.
+pub fn blob_codec() -> BlobCodec {
+    PostcardCodec::new(
+        kith_protocol::limits::MAX_BLOB_REQUEST_BYTES,
+        kith_protocol::limits::MAX_BLOB_RESPONSE_BYTES,
+    )
+}
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
-impl libp2p::request_response::Codec for MailboxCodec {
+async fn write_postcard<T, V>(io: &mut T, v: &V, limit: usize) -> io::Result<()>
+where
+    T: AsyncWrite + Unpin + Send,
+    V: Serialize,
+{
+    let b = postcard::to_allocvec(v).map_err(invalid)?;
+    if b.len() > limit {
+        return Err(invalid(format!(
+            "frame of {} bytes over its limit of {limit}",
+            b.len()
+        )));
+    }
+    write_frame(io, &b).await
+}
+
+impl<Req, Resp> libp2p::request_response::Codec for PostcardCodec<Req, Resp>
+where
+    Req: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    Resp: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
     type Protocol = StreamProtocol;
-    type Request = kith_protocol::mailbox::MailboxRequest;
-    type Response = kith_protocol::mailbox::MailboxResponse;
+    type Request = Req;
+    type Response = Resp;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Self::Request>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Req>
     where
         T: AsyncRead + Unpin + Send,
     {
-        let b = read_frame(io, kith_protocol::mailbox::MAX_MAILBOX_REQUEST_BYTES).await?;
+        let b = read_frame(io, self.request_limit).await?;
         kith_protocol::decode_exact(&b).map_err(invalid)
     }
 
-    async fn read_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<Self::Response>
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Resp>
     where
         T: AsyncRead + Unpin + Send,
     {
-        let b = read_frame(io, kith_protocol::mailbox::MAX_MAILBOX_RESPONSE_BYTES).await?;
+        let b = read_frame(io, self.response_limit).await?;
         kith_protocol::decode_exact(&b).map_err(invalid)
     }
 
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: Self::Request,
-    ) -> io::Result<()>
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Req) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let b = postcard::to_allocvec(&req).map_err(invalid)?;
-        if b.len() > kith_protocol::mailbox::MAX_MAILBOX_REQUEST_BYTES {
-            return Err(invalid("mailbox request over its limit"));
-        }
-        write_frame(io, &b).await
+        write_postcard(io, &req, self.request_limit).await
     }
 
     async fn write_response<T>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        res: Self::Response,
+        res: Resp,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let b = postcard::to_allocvec(&res).map_err(invalid)?;
-        if b.len() > kith_protocol::mailbox::MAX_MAILBOX_RESPONSE_BYTES {
-            return Err(invalid("mailbox response over its limit"));
-        }
-        write_frame(io, &b).await
+        write_postcard(io, &res, self.response_limit).await
     }
 }

@@ -78,7 +78,10 @@ impl EventLoop {
         }
     }
 
-    fn drive_items(&mut self, peer: PeerId, items: Vec<(u64, OutboxItem)>) {
+    fn drive_items(&mut self, peer: PeerId, mut items: Vec<(u64, OutboxItem)>) {
+        if self.core.cfg.faults.receipts_held() {
+            items.retain(|(_, it)| it.kind != OutKind::Receipt);
+        }
         if items.is_empty() {
             return;
         }

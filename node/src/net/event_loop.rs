@@ -34,6 +34,7 @@ pub(crate) struct EventLoop {
     pub(super) publisher: Publisher,
     bootstrap_peers: Vec<(PeerId, Multiaddr)>,
     pub(super) mailbox: super::mailbox::MailboxState,
+    pub(super) blobs: super::blobs::BlobState,
     pub(super) ephemeral: super::ephemeral::Ephemeral,
     last_beat: Option<Instant>,
     /// This node's relays (mailboxes), listed in its record.
@@ -136,6 +137,7 @@ impl EventLoop {
             publisher: Publisher::default(),
             bootstrap_peers,
             mailbox: Default::default(),
+            blobs: Default::default(),
             ephemeral: Default::default(),
             last_beat: None,
             relays: configured_relays.clone(),
@@ -216,6 +218,7 @@ impl EventLoop {
             tracing::error!("group fallback failed: {e}");
         }
         self.drive_outbox();
+        self.drive_blobs();
         if self.last_fetch.elapsed() >= self.core.cfg.fetch_every {
             self.last_fetch = Instant::now();
             for r in self.relays.clone() {
@@ -346,13 +349,14 @@ impl EventLoop {
                 self.respond_mailbox(channel, response)
             }
             Command::NotifyMailbox { owner } => self.notify_owner(owner),
+            Command::BlobFinished { message, blob, ok } => self.on_blob_finished(message, blob, ok),
             Command::MailboxProcessed { relay, ids, more } => {
                 self.on_mailbox_processed(relay, ids, more)
             }
             Command::Lookup { peer, reply } => self.lookup_with(peer, Some(reply)),
             Command::GroupSubscribe { topic, on } => self.group_subscribe(topic, on),
             Command::Beat { online } => self.beat(online),
-            Command::Ephemeral { peer, conv, body } => self.send_ephemeral(peer, conv, body),
+            Command::Ephemeral { peer, conv, body } => self.send_ephemeral(peer, conv, *body),
             Command::GroupPublish { id, topic, data } => self.group_publish(id, topic, data),
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
@@ -450,6 +454,7 @@ impl EventLoop {
         match ev {
             BehaviourEvent::Dm(e) => self.on_dm_event(e),
             BehaviourEvent::Mailbox(e) => self.on_mailbox_event(e),
+            BehaviourEvent::Blob(e) => self.on_blob_event(e),
             BehaviourEvent::Gossip(e) => self.on_gossip_event(e),
             BehaviourEvent::Kad(e) => self.on_kad_event(e),
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {

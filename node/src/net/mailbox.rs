@@ -49,6 +49,20 @@ pub(super) enum MbPending {
         more: bool,
     },
     Notify,
+    /// One chunk of a blob deposited ahead of the envelope that names it.
+    BlobChunk {
+        relay: PeerId,
+        blob: kith_protocol::blob::BlobId,
+        message: MessageId,
+    },
+}
+
+/// Where a blob stands at one relay.
+pub(super) enum BlobAtRelay {
+    /// Chunks still unanswered.
+    Depositing { left: usize },
+    /// The relay holds every chunk.
+    Held,
 }
 
 /// Mailbox state of the event loop.
@@ -61,6 +75,8 @@ pub(super) struct MailboxState {
     pub fetching: HashMap<PeerId, bool>,
     /// Sender side: relays to avoid until the given time.
     pub relay_backoff: HashMap<PeerId, Instant>,
+    /// Sender side: blobs deposited (or being deposited) at relays.
+    pub blobs_at: HashMap<(PeerId, kith_protocol::blob::BlobId), BlobAtRelay>,
 }
 
 impl EventLoop {
@@ -84,6 +100,46 @@ impl EventLoop {
             }
             _ if !self.core.cfg.relay => self.respond_mailbox(channel, refuse("not a relay")),
             MailboxRequest::Deposit { envelope } => self.on_deposit(peer, envelope, channel),
+            MailboxRequest::DepositBlob {
+                recipient,
+                id,
+                size,
+                index,
+                expires_at,
+                chunk,
+            } => {
+                let now = self.core.clock.now();
+                let resp = match self.core.store.relay_blob_deposit(
+                    recipient,
+                    &id,
+                    size,
+                    index,
+                    &chunk,
+                    expires_at,
+                    now,
+                    &self.core.cfg.relay_limits,
+                ) {
+                    Ok(crate::store::BlobDeposit::Kept) => MailboxResponse::Ok,
+                    Ok(crate::store::BlobDeposit::Refused(reason)) => {
+                        tracing::warn!(%peer, %recipient, "refused a blob deposit: {reason}");
+                        MailboxResponse::Refused { reason }
+                    }
+                    Err(e) => MailboxResponse::Refused {
+                        reason: format!("relay store error: {e}"),
+                    },
+                };
+                self.respond_mailbox(channel, resp);
+            }
+            MailboxRequest::ReleaseBlob { id } => {
+                match self.core.store.relay_blob_release(&peer, &id) {
+                    Ok(true) => {
+                        tracing::debug!(%peer, blob = %id, "blob released by its recipient")
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::error!("could not release a blob: {e}"),
+                }
+                self.respond_mailbox(channel, MailboxResponse::Ok);
+            }
             MailboxRequest::Challenge => {
                 let now = Instant::now();
                 self.mailbox
@@ -358,6 +414,17 @@ impl EventLoop {
             if self.in_flight_keys.contains(key) {
                 continue;
             }
+            // An image's blob goes to the relay first; the envelope follows once it is held.
+            if let Some(blob) = item.blob {
+                match self.mailbox.blobs_at.get(&(relay, blob)) {
+                    Some(BlobAtRelay::Held) => {}
+                    Some(BlobAtRelay::Depositing { .. }) => continue,
+                    None => {
+                        self.deposit_blob(relay, peer, blob, item);
+                        continue;
+                    }
+                }
+            }
             let sealed = match envelope::seal_signed(
                 &match item.signed_bytes(&self.core.store) {
                     Some(b) => b,
@@ -392,6 +459,90 @@ impl EventLoop {
             self.in_flight_keys.insert(*key);
         }
         true
+    }
+
+    /// Sends every chunk of `blob` to `relay`, kept for `peer` until the item expires.
+    fn deposit_blob(
+        &mut self,
+        relay: PeerId,
+        peer: PeerId,
+        blob: kith_protocol::blob::BlobId,
+        item: &OutboxItem,
+    ) {
+        let store = &self.core.store;
+        let Ok(Some(meta)) = store.blob_meta(&blob) else {
+            tracing::warn!(%blob, id = %item.id, "the blob of a queued image is gone");
+            return;
+        };
+        let n = kith_protocol::blob::chunk_count(meta.size);
+        let mut reqs = Vec::with_capacity(n);
+        for index in 0..n as u32 {
+            match store.blob_chunk(&blob, index) {
+                Ok(Some(chunk)) => reqs.push(MailboxRequest::DepositBlob {
+                    recipient: peer,
+                    id: blob,
+                    size: meta.size,
+                    index,
+                    expires_at: item.expires_at,
+                    chunk,
+                }),
+                _ => {
+                    tracing::warn!(%blob, index, "a chunk of a queued image is missing");
+                    return;
+                }
+            }
+        }
+        tracing::debug!(%blob, %relay, chunks = n, "depositing an image's blob at the recipient's relay");
+        self.mailbox
+            .blobs_at
+            .insert((relay, blob), BlobAtRelay::Depositing { left: n });
+        for req in reqs {
+            let rid = self.swarm.behaviour_mut().mailbox.send_request(&relay, req);
+            self.mailbox.pending.insert(
+                rid,
+                MbPending::BlobChunk {
+                    relay,
+                    blob,
+                    message: item.id,
+                },
+            );
+        }
+    }
+
+    fn blob_chunk_done(
+        &mut self,
+        relay: PeerId,
+        blob: kith_protocol::blob::BlobId,
+        message: MessageId,
+        refused: Option<String>,
+    ) {
+        if let Some(reason) = refused {
+            if self.mailbox.blobs_at.remove(&(relay, blob)).is_some() {
+                tracing::warn!(%blob, %relay, "relay refused an image's blob: {reason}");
+                if let Err(e) = self
+                    .core
+                    .store
+                    .set_reason(&message, &format!("relay refused: {reason}"))
+                {
+                    tracing::error!("could not record a refusal: {e}");
+                }
+                self.mailbox
+                    .relay_backoff
+                    .insert(relay, Instant::now() + RELAY_BACKOFF);
+            }
+            return;
+        }
+        if let Some(BlobAtRelay::Depositing { left }) =
+            self.mailbox.blobs_at.get_mut(&(relay, blob))
+        {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                self.mailbox
+                    .blobs_at
+                    .insert((relay, blob), BlobAtRelay::Held);
+                self.drive_outbox();
+            }
+        }
     }
 
     // ----- responses -----
@@ -472,6 +623,22 @@ impl EventLoop {
                 self.fetch_done(relay, more)
             }
             (MbPending::Notify, _) => {}
+            (
+                MbPending::BlobChunk {
+                    relay,
+                    blob,
+                    message,
+                },
+                MailboxResponse::Ok,
+            ) => self.blob_chunk_done(relay, blob, message, None),
+            (
+                MbPending::BlobChunk {
+                    relay,
+                    blob,
+                    message,
+                },
+                MailboxResponse::Refused { reason },
+            ) => self.blob_chunk_done(relay, blob, message, Some(reason)),
             (p, other) => {
                 tracing::debug!(%peer, "unexpected mailbox response: {other:?}");
                 self.mailbox_failed(p);
@@ -504,6 +671,13 @@ impl EventLoop {
                 self.mailbox.fetching.remove(&relay);
             }
             MbPending::Notify => {}
+            MbPending::BlobChunk { relay, blob, .. } => {
+                // Deposited again from the start on a later try.
+                self.mailbox.blobs_at.remove(&(relay, blob));
+                self.mailbox
+                    .relay_backoff
+                    .insert(relay, Instant::now() + RELAY_BACKOFF);
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! [`Command`]s on a bounded channel, each with a oneshot for its reply.
 
 pub mod behaviour;
+mod blobs;
 pub mod codec;
 mod delivery;
 mod ephemeral;
@@ -18,6 +19,7 @@ use libp2p::Multiaddr;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+pub(crate) use blobs::write_atomic;
 pub(crate) use event_loop::EventLoop;
 
 use codec::DmResponse;
@@ -72,7 +74,13 @@ pub(crate) enum Command {
     Ephemeral {
         peer: PeerId,
         conv: crate::store::Conv,
-        body: kith_protocol::payload::Body,
+        body: Box<kith_protocol::payload::Body>,
+    },
+    /// An incoming image was assembled (`ok`) or could not be.
+    BlobFinished {
+        message: kith_protocol::MessageId,
+        blob: kith_protocol::blob::BlobId,
+        ok: bool,
     },
     /// Stop the loop.
     Shutdown { reply: oneshot::Sender<()> },

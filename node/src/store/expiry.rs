@@ -8,6 +8,22 @@ use crate::Result;
 const TIMER_PREFIX: &[u8] = b"timer:";
 
 impl Store {
+    /// Deletes everything of a message's image: its files and its blob's chunks.
+    pub(crate) fn forget_image(&self, m: &super::StoredMessage) -> Result<()> {
+        let Some(img) = &m.image else {
+            return Ok(());
+        };
+        for f in [&img.file, &img.thumbnail_file].into_iter().flatten() {
+            match std::fs::remove_file(f) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(file = %f, "could not delete an expired image: {e}"),
+            }
+        }
+        let _ = std::fs::remove_file(super::blobs::partial_path(&self.media_dir(), &img.blob));
+        self.blob_remove(&img.blob)
+    }
+
     /// The disappearing-message timer of a conversation, in seconds.
     pub fn conv_timer(&self, conv: &super::Conv) -> Result<Option<u64>> {
         let k = [TIMER_PREFIX, &conv.history_prefix()].concat();
@@ -38,11 +54,17 @@ impl Store {
             if let Some(id) = k.get(8..24).and_then(|b| b.try_into().ok()).map(MessageId) {
                 self.msg_index.remove(id.0)?;
                 self.pending_receipts.remove(id.0)?;
+                self.blob_job_remove(&id)?;
             }
-            self.messages.remove(&msg_key)?;
+            if let Some(v) = self.messages.remove(&msg_key)? {
+                if let Ok(m) = dec::<super::StoredMessage>(&v) {
+                    self.forget_image(&m)?;
+                }
+            }
             self.expiry.remove(&k)?;
             n += 1;
         }
+        self.blob_purge(now)?;
         if self.shred.sweep(now) == 0 {
             return Ok(n);
         }

@@ -35,7 +35,8 @@ pub struct GroupOut {
     pub envelope: Vec<u8>,
     pub seq: u64,
     pub sent_at: Timestamp,
-    pub text: String,
+    /// The message body (a text or an image), for one-to-one copies.
+    pub body: kith_protocol::payload::Body,
     pub expires_at: Option<Timestamp>,
     /// When members without a delivered receipt get a one-to-one copy.
     pub fallback_at: Timestamp,

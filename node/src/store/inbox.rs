@@ -191,13 +191,17 @@ impl Store {
                 continue; // its timer ran out while it was held: the sweeper removes it
             };
             let p = &p;
-            let text = match &p.body {
-                Body::Text { text } => Some(text.clone()),
-                _ => None,
-            };
             let expires = p
                 .expires_at
                 .map(|e| kith_protocol::disappearing::local_expiry(p.sent_at, e, h.arrived));
+            let (text, image) = match &p.body {
+                Body::Text { text } => (Some(text.clone()), None),
+                Body::Image { caption, image } => (
+                    Some(caption.clone()),
+                    Some(super::StoredImage::new(self, image, None, expires)?),
+                ),
+                _ => (None, None),
+            };
             let (text, sealed_text) = match (expires, text) {
                 (Some(exp), Some(t)) => (None, Some(self.shred.seal(exp, t.as_bytes())?)),
                 (_, t) => (t, None),
@@ -221,19 +225,43 @@ impl Store {
                 },
                 receipts: Default::default(),
                 sealed_text,
+                image,
             };
             batch.push((u64_key(&prefix, *seq), u64_key(&hist_prefix, local), msg));
         }
-        let ids: Vec<MessageId> = batch.iter().map(|(_, _, m)| m.id).collect();
-        let receipt = self.receipt_item(
-            me,
-            *sender,
-            conv.wire(),
-            ReceiptKind::Delivered,
-            ids,
-            now,
-            ttl_ms,
-        )?;
+        // An image is delivered only once the whole of it is here and checked: its receipt
+        // comes from the blob fetch, not from here.
+        let ids: Vec<MessageId> = batch
+            .iter()
+            .filter(|(_, _, m)| m.image.is_none())
+            .map(|(_, _, m)| m.id)
+            .collect();
+        let receipt = if ids.is_empty() {
+            None
+        } else {
+            Some(self.receipt_item(
+                me,
+                *sender,
+                conv.wire(),
+                ReceiptKind::Delivered,
+                ids,
+                now,
+                ttl_ms,
+            )?)
+        };
+        let jobs: Vec<(MessageId, Vec<u8>)> = batch
+            .iter()
+            .filter_map(|(_, _, m)| {
+                let img = m.image.as_ref()?;
+                let job = super::BlobJob {
+                    message: m.id,
+                    blob: img.blob,
+                    from: *sender,
+                    created_at: now,
+                };
+                Some(enc(&job).map(|v| (m.id, v)))
+            })
+            .collect::<Result<_>>()?;
         let okey = self.next_id()?;
         let new_next = plan.next_expected;
         let _gate = super::tx_gate();
@@ -244,30 +272,39 @@ impl Store {
             &self.seqstate,
             &self.outbox,
             &self.expiry,
+            &self.blob_jobs,
         )
-            .transaction(|(held_t, messages, index, seqstate, outbox, expiry)| {
-                let mut moved = vec![];
-                for (hk, mk, msg) in &batch {
-                    // Another drain may have moved it already.
-                    if held_t.remove(hk.as_slice())?.is_none() {
-                        continue;
+            .transaction(
+                |(held_t, messages, index, seqstate, outbox, expiry, blob_jobs)| {
+                    let mut moved = vec![];
+                    for (hk, mk, msg) in &batch {
+                        // Another drain may have moved it already.
+                        if held_t.remove(hk.as_slice())?.is_none() {
+                            continue;
+                        }
+                        messages.insert(mk.as_slice(), enc(msg).map_err(abort)?)?;
+                        index.insert(&msg.id.0, mk.as_slice())?;
+                        if let Some(exp) = msg.expires_at {
+                            expiry.insert(
+                                super::expiry_key(exp, &msg.id).as_slice(),
+                                mk.as_slice(),
+                            )?;
+                        }
+                        if let Some((_, job)) = jobs.iter().find(|(id, _)| *id == msg.id) {
+                            blob_jobs.insert(&msg.id.0, job.as_slice())?;
+                        }
+                        moved.push(msg.clone());
                     }
-                    messages.insert(mk.as_slice(), enc(msg).map_err(abort)?)?;
-                    index.insert(&msg.id.0, mk.as_slice())?;
-                    if let Some(exp) = msg.expires_at {
-                        expiry.insert(super::expiry_key(exp, &msg.id).as_slice(), mk.as_slice())?;
+                    let cur = read_u64(seqstate.get(&prefix)?);
+                    if new_next > cur {
+                        seqstate.insert(prefix.as_slice(), &new_next.to_be_bytes())?;
                     }
-                    moved.push(msg.clone());
-                }
-                let cur = read_u64(seqstate.get(&prefix)?);
-                if new_next > cur {
-                    seqstate.insert(prefix.as_slice(), &new_next.to_be_bytes())?;
-                }
-                if !moved.is_empty() {
-                    outbox.insert(&okey.to_be_bytes(), enc(&receipt).map_err(abort)?)?;
-                }
-                Ok(moved)
-            })?;
+                    if let (false, Some(receipt)) = (moved.is_empty(), &receipt) {
+                        outbox.insert(&okey.to_be_bytes(), enc(receipt).map_err(abort)?)?;
+                    }
+                    Ok(moved)
+                },
+            )?;
         out.messages = moved;
         Ok(out)
     }

@@ -35,6 +35,47 @@ pub struct StoredMessage {
     /// The text of a message with a timer, encrypted under its expiry period's key
     /// (`text` is then `None`); see [`crate::shred`].
     pub sealed_text: Option<Vec<u8>>,
+    /// The image, for an image message (`text` is then its caption).
+    pub image: Option<StoredImage>,
+}
+
+/// An image message's picture: where it is, and the reference to its blob.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredImage {
+    pub blob: kith_protocol::blob::BlobId,
+    /// The whole, verified image (set once every chunk was checked; at once for a sent image).
+    pub file: Option<String>,
+    /// The thumbnail, written when the message arrives.
+    pub thumbnail_file: Option<String>,
+    /// The blob reference (key, manifest, dimensions, thumbnail); `None` while sealed.
+    pub reference: Option<kith_protocol::blob::BlobRef>,
+    /// The reference of an image with a timer, encrypted under its period's key.
+    pub sealed_reference: Option<Vec<u8>>,
+}
+
+impl StoredImage {
+    /// A stored image for `r`, sealed under its expiry period's key when it has a timer.
+    pub(crate) fn new(
+        store: &Store,
+        r: &kith_protocol::blob::BlobRef,
+        file: Option<String>,
+        expires_at: Option<Timestamp>,
+    ) -> Result<StoredImage> {
+        let (reference, sealed_reference) = match expires_at {
+            Some(exp) => (
+                None,
+                Some(store.shred.seal(exp, &postcard::to_allocvec(r)?)?),
+            ),
+            None => (Some(r.clone()), None),
+        };
+        Ok(StoredImage {
+            blob: r.id,
+            file,
+            thumbnail_file: None,
+            reference,
+            sealed_reference,
+        })
+    }
 }
 
 impl StoredMessage {
@@ -65,6 +106,31 @@ impl Store {
         expires_at: Option<Timestamp>,
     ) -> Result<Enqueued> {
         kith_protocol::text::check_text(&text).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        self.enqueue_body(me, to, Body::Text { text }, None, now, ttl_ms, expires_at)
+    }
+
+    /// Signs a text or image body to `to`, and stores it with its outbox entry in one
+    /// transaction. `image_file` is the sender's copy of an image.
+    #[allow(clippy::too_many_arguments)]
+    pub fn enqueue_body(
+        &self,
+        me: &Identity,
+        to: PeerId,
+        body: Body,
+        image_file: Option<String>,
+        now: Timestamp,
+        ttl_ms: u64,
+        expires_at: Option<Timestamp>,
+    ) -> Result<Enqueued> {
+        let (text, image) = match &body {
+            Body::Text { text } => (text.clone(), None),
+            Body::Image { caption, image } => (
+                caption.clone(),
+                Some(StoredImage::new(self, image, image_file, expires_at)?),
+            ),
+            _ => return Err(Error::InvalidInput("not a message body".into())),
+        };
+        let blob = image.as_ref().map(|i| i.blob);
         let prefix = direct_prefix(&to);
         let id = MessageId::random();
         let local = self.next_id()?;
@@ -89,7 +155,7 @@ impl Store {
                     seq,
                     sent_at: now,
                     expires_at,
-                    body: Body::Text { text: text.clone() },
+                    body: body.clone(),
                 };
                 let signed = payload.sign(me).map_err(|e| abort(e.into()))?;
                 // Content with a timer reaches sled only encrypted under its period's key.
@@ -117,6 +183,7 @@ impl Store {
                     group: None,
                     receipts: Default::default(),
                     sealed_text,
+                    image: image.clone(),
                 };
                 let ttl_end = now.plus_ms(ttl_ms);
                 let item = OutboxItem {
@@ -127,6 +194,7 @@ impl Store {
                     created_at: now,
                     expires_at: expires_at.map_or(ttl_end, |e| e.min(ttl_end)),
                     shredded,
+                    blob,
                 };
                 messages.insert(msg_key.as_slice(), enc(&msg).map_err(abort)?)?;
                 index.insert(&id.0, msg_key.as_slice())?;
@@ -173,6 +241,13 @@ impl Store {
             let plain = self.shred.open(sealed)?;
             m.text = Some(String::from_utf8_lossy(&plain).into_owned());
             m.sealed_text = None;
+        }
+        if let Some(img) = &mut m.image {
+            if let Some(sealed) = &img.sealed_reference {
+                let plain = self.shred.open(sealed)?;
+                img.reference = Some(postcard::from_bytes(&plain).ok()?);
+                img.sealed_reference = None;
+            }
         }
         Some(m)
     }
@@ -251,7 +326,8 @@ impl Store {
         me: &PeerId,
         group: kith_protocol::group::GroupId,
         members: &[PeerId],
-        text: String,
+        body: Body,
+        image_file: Option<String>,
         now: Timestamp,
         fallback_ms: u64,
         make: impl Fn(u64, MessageId) -> Result<Vec<u8>>,
@@ -264,12 +340,20 @@ impl Store {
         let msg_key = u64_key(&prefix, local);
         let seq = read_u64(self.outseq.get(&seq_key)?) + 1;
         let envelope = make(seq, id)?;
+        let (text, image) = match &body {
+            Body::Text { text } => (text.clone(), None),
+            Body::Image { caption, image } => (
+                caption.clone(),
+                Some(StoredImage::new(self, image, image_file, None)?),
+            ),
+            _ => return Err(Error::InvalidInput("not a message body".into())),
+        };
         let msg = StoredMessage {
             id,
             peer: *me,
             outgoing: true,
             from: *me,
-            text: Some(text.clone()),
+            text: Some(text),
             status: Status::Queued,
             reason: None,
             sent_at: now,
@@ -283,6 +367,7 @@ impl Store {
                 .map(|p| (*p, Status::Queued))
                 .collect(),
             sealed_text: None,
+            image,
         };
         let out = super::GroupOut {
             group,
@@ -290,7 +375,7 @@ impl Store {
             envelope,
             seq,
             sent_at: now,
-            text,
+            body,
             expires_at: None,
             fallback_at: now.plus_ms(fallback_ms),
             fallback_done: false,
@@ -332,9 +417,7 @@ impl Store {
             seq: out.seq,
             sent_at: out.sent_at,
             expires_at: out.expires_at,
-            body: Body::Text {
-                text: out.text.clone(),
-            },
+            body: out.body.clone(),
         };
         let item = OutboxItem {
             id: out.id,
@@ -344,6 +427,10 @@ impl Store {
             created_at: out.sent_at,
             expires_at: out.sent_at.plus_ms(ttl_ms),
             shredded: false,
+            blob: match &out.body {
+                Body::Image { image, .. } => Some(image.id),
+                _ => None,
+            },
         };
         self.outbox
             .insert(self.next_id()?.to_be_bytes(), enc(&item)?)?;
@@ -378,6 +465,7 @@ impl Store {
             created_at: now,
             expires_at: now.plus_ms(ttl_ms),
             shredded: false,
+            blob: None,
         };
         self.outbox
             .insert(self.next_id()?.to_be_bytes(), enc(&item)?)?;
@@ -583,6 +671,7 @@ impl Store {
             created_at: now,
             expires_at: now.plus_ms(ttl_ms),
             shredded: false,
+            blob: None,
         })
     }
 }

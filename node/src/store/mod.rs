@@ -6,6 +6,7 @@
 //! is acknowledged only after it is flushed. Everything else relies on sled's periodic flush
 //! (every 500 ms) and is recomputed or retried after a crash.
 
+mod blobs;
 mod contacts;
 mod expiry;
 mod groups;
@@ -21,12 +22,14 @@ use std::path::{Path, PathBuf};
 use kith_protocol::PeerId;
 use serde::{de::DeserializeOwned, Serialize};
 
+pub(crate) use blobs::image_file_name;
+pub use blobs::{BlobDeposit, BlobHolder, BlobJob, BlobMeta};
 pub use contacts::Contact;
 pub use groups::{overall, GroupOut, GroupRecord};
 pub(crate) use inbox::conv_of;
 pub use inbox::{Accepted, Delivered};
 pub use mailbox::{Deposit, MailboxEntry};
-pub use messages::StoredMessage;
+pub use messages::{StoredImage, StoredMessage};
 pub use outbox::{OutKind, OutboxItem};
 pub use presence::{LastSeen, PresenceRecord};
 
@@ -81,6 +84,9 @@ pub struct Store {
     group_held: sled::Tree,
     presence: sled::Tree,
     expiry: sled::Tree,
+    blobs: sled::Tree,
+    blob_meta: sled::Tree,
+    blob_jobs: sled::Tree,
     /// Keys for content with a timer, outside sled.
     pub shred: std::sync::Arc<crate::shred::Shredder>,
 }
@@ -125,6 +131,9 @@ impl Store {
             group_held: t("group_held")?,
             presence: t("presence")?,
             expiry: t("expiry")?,
+            blobs: t("blobs")?,
+            blob_meta: t("blob_meta")?,
+            blob_jobs: t("blob_jobs")?,
             shred: std::sync::Arc::new(crate::shred::Shredder::new(
                 path.parent().unwrap_or(path).join("shred"),
             )),

@@ -33,6 +33,8 @@ pub struct OutboxItem {
     pub expires_at: Timestamp,
     /// `signed` is encrypted under an expiry period's key (a message with a timer).
     pub shredded: bool,
+    /// The blob an image message names: deposited at a relay before the envelope.
+    pub blob: Option<kith_protocol::blob::BlobId>,
 }
 
 impl OutboxItem {
