@@ -178,21 +178,15 @@ impl Handle {
         self.resolve(target)
     }
 
-    /// Stores and publishes a text to a group.
-    pub(crate) async fn send_group_text(&self, g: GroupId, text: &str) -> Result<Sent> {
-        let body = Body::Text {
-            text: text.to_string(),
-        };
-        self.send_group_body(g, body, None, |_| Ok(())).await
-    }
-
-    /// Stores a group message (a text or an image) and publishes it on the topic. `before`
-    /// runs with the group's members once membership is checked, before anything is stored.
+    /// Stores a group message (a text or an image) and publishes it on the topic; with
+    /// `expire_secs`, it disappears that long after now. `before` runs with the group's
+    /// members once membership is checked, before anything is stored.
     pub(crate) async fn send_group_body(
         &self,
         g: GroupId,
         body: Body,
         image_file: Option<String>,
+        expire_secs: Option<u64>,
         before: impl FnOnce(&[PeerId]) -> Result<()>,
     ) -> Result<Sent> {
         let core = &self.core;
@@ -208,12 +202,13 @@ impl Handle {
         let members: Vec<PeerId> = rec.state.members.iter().copied().collect();
         before(&members)?;
         let now = core.clock.now();
+        let expires_at = expire_secs.map(|s| now.plus_ms(s * 1000));
         let make = |seq: u64, id: MessageId| {
             let p = GroupPayload {
                 id,
                 seq,
                 sent_at: now,
-                expires_at: None,
+                expires_at,
                 body: body.clone(),
             };
             GroupEnvelope::seal(&core.identity, g, rec.key_id, &rec.key, &p).map_err(invalid)
@@ -225,6 +220,7 @@ impl Handle {
             body.clone(),
             image_file,
             now,
+            expires_at,
             GROUP_FALLBACK_MS,
             make,
         )?;

@@ -344,12 +344,12 @@ impl Handle {
             None => self.core.store.conv_timer(&conv)?,
         };
         let peer = match conv {
-            Conv::Group(_) if secs.is_some() => {
-                return Err(Error::InvalidInput(
-                    "disappearing messages in groups are not supported yet".into(),
-                ))
+            Conv::Group(g) => {
+                let body = kith_protocol::payload::Body::Text {
+                    text: text.to_string(),
+                };
+                return self.send_group_body(g, body, None, secs, |_| Ok(())).await;
             }
-            Conv::Group(g) => return self.send_group_text(g, text).await,
             Conv::Direct(p) => p,
         };
         if peer == self.core.peer_id {
@@ -409,11 +409,6 @@ impl Handle {
             Some(s) => Some(s),
             None => core.store.conv_timer(&conv)?,
         };
-        if let (Conv::Group(_), Some(_)) = (&conv, secs) {
-            return Err(Error::InvalidInput(
-                "disappearing messages in groups are not supported yet".into(),
-            ));
-        }
         if conv == Conv::Direct(core.peer_id) {
             return Err(Error::InvalidInput(
                 "cannot send a message to yourself".into(),
@@ -465,8 +460,8 @@ impl Handle {
                 let store = core.store.clone();
                 let (m, c) = (manifest.clone(), chunks);
                 return self
-                    .send_group_body(g, body, Some(own), move |members| {
-                        store.blob_put_own(&m, &c, members.to_vec(), None, None)?;
+                    .send_group_body(g, body, Some(own), secs, move |members| {
+                        store.blob_put_own(&m, &c, members.to_vec(), expires_at, None)?;
                         Ok(())
                     })
                     .await;
@@ -506,10 +501,11 @@ impl Handle {
             .map_err(|e| Error::InvalidInput(e.to_string()))?;
         let core = &self.core;
         let peer = match self.resolve_conv(target)? {
-            Conv::Group(_) => {
-                return Err(Error::InvalidInput(
-                    "disappearing messages in groups are not supported yet".into(),
-                ))
+            // In a group the timer is an operation of its signed log: admins only.
+            Conv::Group(g) => {
+                self.group_change(&g.to_string(), kith_protocol::group::OpKind::Timer { secs })
+                    .await?;
+                return Ok(secs);
             }
             Conv::Direct(p) => p,
         };

@@ -184,3 +184,130 @@ async fn four_members_chat_remove_and_catch_up() {
     assert_eq!(got.len(), 4, "duplicates: {got:?}");
     net.shutdown().await;
 }
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut hits = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+            {
+                hits.push(p);
+            }
+        }
+    }
+    hits
+}
+
+/// A group's disappearing timer is an admin's signed operation: a plain member cannot set it;
+/// once an admin does, every member applies it, messages carry it, and when it runs out the
+/// message is gone from every member's history and from the raw files of every home.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_timer_is_set_by_admins_and_messages_vanish_everywhere() {
+    use kith_node::clock::Clock;
+    use kith_protocol::disappearing::PERIOD_MS;
+    init_logs();
+    let s = kith_tests::seed();
+    let token = format!("group-vanish-{s:x}");
+    let kept = format!("group-kept-{s:x}");
+    let mut net = Harness::new().unwrap();
+    net.add("boot").await.unwrap();
+    let (_r, raddr) = add_relay(&mut net, "relay", None).await;
+    let mut n = vec![];
+    for name in ["alice", "bob", "carol"] {
+        n.push(add_user(&mut net, name, &raddr).await);
+    }
+    let h: Vec<Handle> = n.iter().map(|i| net.handle(*i).unwrap()).collect();
+    let ids: Vec<String> = n.iter().map(|i| net.peer_id(*i).to_string()).collect();
+    let g = h[0].group_create("team", &ids[1..]).await.unwrap();
+    let gid = g.group_id.clone();
+    for x in &h[1..] {
+        wait_for(WAIT, || async {
+            x.group_list().ok()?.into_iter().find(|v| v.group_id == gid)
+        })
+        .await
+        .expect("a member never got the group");
+    }
+    let k = h[0].send_text(&gid, &kept).await.unwrap();
+    assert!(h[0].wait(k.id, Status::Delivered, WAIT).await.unwrap().1);
+
+    // Only admins may set it.
+    let err = h[1].set_timer(&gid, Some(10)).await.unwrap_err();
+    assert!(err.to_string().contains("admin"), "{err}");
+    assert_eq!(h[0].set_timer(&gid, Some(10)).await.unwrap(), Some(10));
+    let conv = kith_node::store::Conv::Group(gid.parse().unwrap());
+    for x in &h {
+        wait_for(WAIT, || async {
+            (x.store().conv_timer(&conv).ok()? == Some(10)).then_some(())
+        })
+        .await
+        .expect("a member never applied the group timer");
+    }
+
+    let m = h[1].send_text(&gid, &token).await.unwrap();
+    let (st, ok) = h[1].wait(m.id, Status::Delivered, WAIT).await.unwrap();
+    assert!(ok, "timed group message not delivered: {st}");
+    let mut latest = kith_protocol::Timestamp(0);
+    for x in &h {
+        let got = wait_for(WAIT, || async {
+            x.history(&gid, None)
+                .ok()?
+                .into_iter()
+                .find(|v| v.id == m.id)
+        })
+        .await
+        .expect("a member lacks the timed message");
+        let exp = got
+            .expires_at
+            .expect("no expires_at on a timed group message");
+        assert!(exp > got.sent_at);
+        latest = latest.max(exp);
+    }
+    for x in &h {
+        x.store().flush().await.unwrap();
+    }
+    let homes: Vec<_> = n.iter().map(|i| net.nodes[*i].home.clone()).collect();
+    for home in &homes {
+        assert!(!files_containing(home, kept.as_bytes()).is_empty());
+        assert!(
+            files_containing(home, token.as_bytes()).is_empty(),
+            "a timed group text in clear under {}",
+            home.display()
+        );
+    }
+
+    let now = net.clock.now();
+    net.clock
+        .advance_ms((latest.0 - now.0.min(latest.0) + PERIOD_MS + 1_000) as i64);
+    for x in &h {
+        wait_for(WAIT, || async {
+            x.history(&gid, None)
+                .ok()?
+                .iter()
+                .all(|v| v.id != m.id)
+                .then_some(())
+        })
+        .await
+        .expect("an expired group message is still in a history");
+    }
+    drop(h);
+    for i in &n {
+        net.stop(*i).await.unwrap();
+    }
+    for home in &homes {
+        assert_eq!(
+            files_containing(home, token.as_bytes()),
+            Vec::<std::path::PathBuf>::new(),
+            "expired group plaintext readable in the raw files"
+        );
+        assert!(!files_containing(home, kept.as_bytes()).is_empty());
+    }
+    net.shutdown().await;
+}

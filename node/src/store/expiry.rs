@@ -26,6 +26,10 @@ impl Store {
 
     /// The disappearing-message timer of a conversation, in seconds.
     pub fn conv_timer(&self, conv: &super::Conv) -> Result<Option<u64>> {
+        // A group's timer is part of its signed state, set by an admin's operation.
+        if let super::Conv::Group(g) = conv {
+            return Ok(self.group(g)?.and_then(|r| r.state.timer_secs));
+        }
         let k = [TIMER_PREFIX, &conv.history_prefix()].concat();
         Ok(self
             .meta

@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 use super::{dec, enc, Store};
 use crate::Result;
 
+/// The first byte of a pending group message kept in the clear (one with a timer starts with
+/// the shredding tag instead).
+const GROUP_OUT_PLAIN: u8 = 0;
+
 /// What this node keeps about one group.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GroupRecord {
@@ -147,13 +151,39 @@ impl Store {
             .and_then(|v| v.as_ref().try_into().ok()))
     }
 
+    /// How a pending group message is kept: a tag byte and its encoding, or, for a message
+    /// with a timer, sealed under the key of its expiry period (so nothing of it stays
+    /// readable in sled's files once the period's key is destroyed).
+    pub(crate) fn group_out_bytes(&self, o: &GroupOut) -> Result<Vec<u8>> {
+        let plain = enc(o)?;
+        match o.expires_at {
+            Some(exp) => self.shred.seal(exp, &plain),
+            None => Ok([&[GROUP_OUT_PLAIN][..], &plain].concat()),
+        }
+    }
+
     pub fn put_group_out(&self, o: &GroupOut) -> Result<()> {
-        self.group_out.insert(o.id.0, enc(o)?)?;
+        self.group_out.insert(o.id.0, self.group_out_bytes(o)?)?;
         Ok(())
     }
 
     pub fn group_outs(&self) -> Result<Vec<GroupOut>> {
-        self.group_out.iter().values().map(|v| dec(&v?)).collect()
+        let mut outs = vec![];
+        for r in self.group_out.iter() {
+            let (k, v) = r?;
+            match v.split_first() {
+                Some((&GROUP_OUT_PLAIN, rest)) => outs.push(dec(rest)?),
+                // A message with a timer: readable only while its period's key exists; once
+                // the key is destroyed the entry is dead weight.
+                _ => match self.shred.open(&v) {
+                    Some(plain) => outs.push(dec(&plain)?),
+                    None => {
+                        self.group_out.remove(k)?;
+                    }
+                },
+            }
+        }
+        Ok(outs)
     }
 
     pub fn remove_group_out(&self, id: &MessageId) -> Result<()> {

@@ -329,6 +329,7 @@ impl Store {
         body: Body,
         image_file: Option<String>,
         now: Timestamp,
+        expires_at: Option<Timestamp>,
         fallback_ms: u64,
         make: impl Fn(u64, MessageId) -> Result<Vec<u8>>,
     ) -> Result<(StoredMessage, super::GroupOut)> {
@@ -344,21 +345,26 @@ impl Store {
             Body::Text { text } => (text.clone(), None),
             Body::Image { caption, image } => (
                 caption.clone(),
-                Some(StoredImage::new(self, image, image_file, None)?),
+                Some(StoredImage::new(self, image, image_file, expires_at)?),
             ),
             _ => return Err(Error::InvalidInput("not a message body".into())),
+        };
+        // Content with a timer reaches sled only encrypted under its period's key.
+        let (text, sealed_text) = match expires_at {
+            Some(exp) => (None, Some(self.shred.seal(exp, text.as_bytes())?)),
+            None => (Some(text), None),
         };
         let msg = StoredMessage {
             id,
             peer: *me,
             outgoing: true,
             from: *me,
-            text: Some(text),
+            text,
             status: Status::Queued,
             reason: None,
             sent_at: now,
             received_at: None,
-            expires_at: None,
+            expires_at,
             seq,
             group: Some(group),
             receipts: members
@@ -366,7 +372,7 @@ impl Store {
                 .filter(|p| *p != me)
                 .map(|p| (*p, Status::Queued))
                 .collect(),
-            sealed_text: None,
+            sealed_text,
             image,
         };
         let out = super::GroupOut {
@@ -376,25 +382,30 @@ impl Store {
             seq,
             sent_at: now,
             body,
-            expires_at: None,
+            expires_at,
             fallback_at: now.plus_ms(fallback_ms),
             fallback_done: false,
         };
+        let out_bytes = self.group_out_bytes(&out)?;
         let _gate = super::tx_gate();
         (
             &self.messages,
             &self.msg_index,
             &self.outseq,
             &self.group_out,
+            &self.expiry,
         )
-            .transaction(|(messages, index, outseq, gout)| {
+            .transaction(|(messages, index, outseq, gout, expiry)| {
                 if read_u64(outseq.get(&seq_key)?) + 1 != seq {
                     return Err(abort(Error::Transaction("concurrent group send".into())));
                 }
                 outseq.insert(seq_key.as_slice(), &seq.to_be_bytes())?;
                 messages.insert(msg_key.as_slice(), enc(&msg).map_err(abort)?)?;
                 index.insert(&id.0, msg_key.as_slice())?;
-                gout.insert(&id.0, enc(&out).map_err(abort)?)?;
+                gout.insert(&id.0, out_bytes.as_slice())?;
+                if let Some(exp) = expires_at {
+                    expiry.insert(super::expiry_key(exp, &id).as_slice(), msg_key.as_slice())?;
+                }
                 Ok(())
             })?;
         Ok((msg, out))
@@ -419,14 +430,20 @@ impl Store {
             expires_at: out.expires_at,
             body: out.body.clone(),
         };
+        let signed = payload.sign(me)?;
+        let ttl_end = out.sent_at.plus_ms(ttl_ms);
+        let (signed, shredded) = match out.expires_at {
+            Some(exp) => (self.shred.seal(exp, &signed)?, true),
+            None => (signed, false),
+        };
         let item = OutboxItem {
             id: out.id,
             to,
-            signed: payload.sign(me)?,
+            signed,
             kind: OutKind::GroupCopy,
             created_at: out.sent_at,
-            expires_at: out.sent_at.plus_ms(ttl_ms),
-            shredded: false,
+            expires_at: out.expires_at.map_or(ttl_end, |e| e.min(ttl_end)),
+            shredded,
             blob: match &out.body {
                 Body::Image { image, .. } => Some(image.id),
                 _ => None,
