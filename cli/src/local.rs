@@ -24,6 +24,7 @@ pub struct UpRequest {
     pub relay: bool,
     pub use_relays: Vec<String>,
     pub no_mdns: bool,
+    pub max_image_mib: Option<u64>,
 }
 
 /// `kith init [--name NAME]`: creates the identity in the home. Refuses to overwrite one.
@@ -61,7 +62,11 @@ pub async fn up(ctx: &Ctx, request: UpRequest) -> Result<(), CliError> {
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 
-    let config = kith_node::Config::builder(ctx.home.path().to_path_buf())
+    let mut config = kith_node::Config::builder(ctx.home.path().to_path_buf());
+    if let Some(mib) = request.max_image_mib {
+        config = config.max_image_bytes(mib * 1024 * 1024);
+    }
+    let config = config
         .listen(parse_addrs("--listen", &request.listen)?)
         .bootstrap(parse_addrs("--bootstrap", &request.bootstrap)?)
         .mdns(!request.no_mdns)

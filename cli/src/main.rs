@@ -92,6 +92,9 @@ enum Command {
         /// Do not discover peers on the local network with mDNS.
         #[arg(long)]
         no_mdns: bool,
+        /// The largest image file `kith send --image` accepts, in MiB (default 16, at most 64).
+        #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=64))]
+        max_image_mib: Option<u64>,
     },
     /// Show this node's PeerId, name, addresses and contact card.
     Id {
@@ -260,6 +263,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             relay,
             use_relay,
             no_mdns,
+            max_image_mib,
         } => {
             let request = UpRequest {
                 listen,
@@ -267,6 +271,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 relay,
                 use_relays: use_relay,
                 no_mdns,
+                max_image_mib,
             };
             runtime(true)?.block_on(local::up(&ctx, request))
         }

@@ -421,6 +421,7 @@ impl Handle {
                 .map_err(|e| Error::InvalidInput(format!("{}: {e}", file.display())))?;
             let opts = crate::media::PrepareOptions {
                 original,
+                max_file_bytes: usize::try_from(limit).unwrap_or(usize::MAX),
                 ..Default::default()
             };
             let img = crate::media::prepare_image(&bytes, &opts)
@@ -467,6 +468,9 @@ impl Handle {
                     .await;
             }
             Conv::Direct(peer) => {
+                // The blob first: a message in the outbox always has its blob stored.
+                core.store
+                    .blob_put_own(&manifest, &chunks, vec![peer], expires_at, None)?;
                 let e = core.store.enqueue_body(
                     &core.identity,
                     peer,
@@ -476,13 +480,7 @@ impl Handle {
                     core.ttl_ms(),
                     expires_at,
                 )?;
-                core.store.blob_put_own(
-                    &manifest,
-                    &chunks,
-                    vec![peer],
-                    expires_at,
-                    Some(e.message.id),
-                )?;
+                core.store.blob_set_message(&manifest.id(), e.message.id)?;
                 e.message
             }
         };

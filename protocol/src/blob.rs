@@ -141,6 +141,18 @@ pub fn chunk_count(size: u64) -> usize {
     (size.div_ceil(BLOB_CHUNK_BYTES as u64).max(1)) as usize
 }
 
+/// The exact length of sealed chunk `index` of a blob of `size` plaintext bytes (its
+/// plaintext part plus the AEAD tag); `None` past the last chunk. Lets a relay, which holds no
+/// manifest, refuse a chunk whose length does not fit the size it was announced with.
+pub fn sealed_chunk_len(size: u64, index: usize) -> Option<usize> {
+    if index >= chunk_count(size) {
+        return None;
+    }
+    let start = index as u64 * BLOB_CHUNK_BYTES as u64;
+    let plain = size.saturating_sub(start).min(BLOB_CHUNK_BYTES as u64) as usize;
+    Some(plain + BLOB_TAG_BYTES)
+}
+
 /// The list of chunk hashes and the plaintext size; its hash is the [`BlobId`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobManifest {
@@ -450,6 +462,27 @@ const _: () = assert!(MAX_BLOB_MANIFEST_BYTES >= MAX_BLOB_CHUNKS * 32 + 10 + 5);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_chunk_len_matches_what_seal_blob_makes() {
+        for size in [
+            0usize,
+            1,
+            BLOB_CHUNK_BYTES - 1,
+            BLOB_CHUNK_BYTES,
+            BLOB_CHUNK_BYTES * 2 + 7,
+        ] {
+            let (_, chunks) = seal_blob(&vec![7u8; size], &BlobKey::generate()).unwrap();
+            for (i, c) in chunks.iter().enumerate() {
+                assert_eq!(
+                    sealed_chunk_len(size as u64, i),
+                    Some(c.len()),
+                    "size {size} chunk {i}"
+                );
+            }
+            assert_eq!(sealed_chunk_len(size as u64, chunks.len()), None);
+        }
+    }
     use proptest::prelude::*;
 
     const C: usize = BLOB_CHUNK_BYTES;

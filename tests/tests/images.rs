@@ -80,7 +80,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// C10 and the group case: a photo with GPS, serial, date and orientation 6 arrives upright
 /// and clean one-to-one, and to every member of a group of four.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_photo_that_knows_where_it_was_taken_arrives_clean_and_upright() {
+async fn case_c10_a_photo_that_knows_where_it_was_taken() {
     init_logs();
     let s = seed();
     let dir = tempfile::tempdir().unwrap();
@@ -322,7 +322,7 @@ async fn a_cut_transfer_resumes_without_refetching_good_chunks() {
 /// C09: about 0.9 MB, 1.1 MB and 12 MB arrive whole and verified; 17 MB is refused before
 /// anything is stored or sent; no partial file is left on either side.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sizes_around_the_lower_layers_limits() {
+async fn case_c09_sizes_around_the_lower_layers_limits() {
     init_logs();
     let s = seed();
     let dir = tempfile::tempdir().unwrap();
@@ -371,7 +371,9 @@ async fn sizes_around_the_lower_layers_limits() {
     );
     assert_eq!(ha.store().outbox_len(), 0);
 
-    for (p, original) in [(&small, false), (&mid, false), (&big, true)] {
+    // Sent with --original, so what travels is the size given: about 0.9, 1.1 and 12 MB,
+    // across the 1 MiB mark and far past gossipsub's and request-response's frame sizes.
+    for (p, original) in [(&small, true), (&mid, true), (&big, true)] {
         let sent = ha.send_image(&bob, p, "", original, None).await.unwrap();
         let (st, ok) = ha.wait(sent.id, Status::Delivered, IMG_WAIT).await.unwrap();
         assert!(ok, "{p:?} not delivered: {st}");
@@ -388,8 +390,9 @@ async fn sizes_around_the_lower_layers_limits() {
         assert!(image::load_from_memory(&got).is_ok());
         if original {
             assert!(
-                got.len() > 11_000_000,
-                "--original shrank the image: {}",
+                got.len() as u64 * 10 >= len(p) * 9,
+                "--original shrank {p:?} from {} to {} bytes",
+                len(p),
                 got.len()
             );
         }
@@ -512,7 +515,7 @@ async fn bad_images_and_bad_chunks_leave_nothing_behind() {
 /// C11: with a 30 s timer, 40 s later nothing of the image or its thumbnail is left in either
 /// store, either media folder, or the relay — not even in sled's raw files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_disappearing_image_leaves_nothing_anywhere() {
+async fn case_c11_a_disappearing_image_leaves_nothing_anywhere() {
     init_logs();
     let s = seed();
     let dir = tempfile::tempdir().unwrap();

@@ -269,6 +269,17 @@ impl EventLoop {
             });
             return self.source_failed(id, index, source);
         }
+        // The message may have expired (and been swept) while the fetch ran: then nothing of
+        // its image may be stored again.
+        if !matches!(self.core.store.message(&id), Ok(Some(_))) {
+            tracing::debug!(%id, "message gone during its image fetch; dropping the fetch");
+            let blob = a.reference.id;
+            self.blobs.active.remove(&id);
+            if let Err(e) = self.core.store.blob_remove_incoming(&blob) {
+                tracing::warn!("could not delete an abandoned fetch's chunks: {e}");
+            }
+            return;
+        }
         if let Err(e) =
             self.core
                 .store
@@ -397,8 +408,15 @@ async fn finish(core: &Arc<Core>, job: &BlobJob, r: &BlobRef) -> bool {
         Ok(Err(e)) => {
             tracing::error!(blob = %r.id, "could not assemble an image: {e}");
             if matches!(e, crate::Error::Protocol(_)) {
-                // Every chunk was checked, so this cannot be the network's doing; start over.
+                // Every chunk matched its hash, yet the blob does not open under the key the
+                // sender gave: the sender made it so. Fetching again would give the same bytes,
+                // so the fetch is given up; the message keeps its caption and thumbnail.
                 let _ = core.store.blob_remove_incoming(&r.id);
+                let _ = core.store.blob_job_remove(&job.message);
+                core.dropped(
+                    job.from,
+                    format!("image {} does not open under its key", r.id),
+                );
             }
             return false;
         }
@@ -407,11 +425,21 @@ async fn finish(core: &Arc<Core>, job: &BlobJob, r: &BlobRef) -> bool {
             return false;
         }
     };
-    let done =
-        core.store
-            .complete_image(&core.identity, job, file, core.clock.now(), core.ttl_ms());
+    let done = core.store.complete_image(
+        &core.identity,
+        job,
+        file.clone(),
+        core.clock.now(),
+        core.ttl_ms(),
+    );
     let msg = match done {
-        Ok(m) => m,
+        Ok(Some(m)) => Some(m),
+        Ok(None) => {
+            // The message expired while its image was assembled: the file must not outlive it.
+            let _ = std::fs::remove_file(&file);
+            let _ = core.store.blob_remove_incoming(&r.id);
+            return true;
+        }
         Err(e) => {
             tracing::error!("could not record a received image: {e}");
             return false;

@@ -92,6 +92,15 @@ impl Store {
         Ok(id)
     }
 
+    /// Names the message an own blob belongs to (for its progress events).
+    pub fn blob_set_message(&self, id: &BlobId, message: MessageId) -> Result<()> {
+        if let Some(mut meta) = self.blob_meta(id)? {
+            meta.message = Some(message);
+            self.blob_meta.insert(id.0, enc(&meta)?)?;
+        }
+        Ok(())
+    }
+
     /// The meta of a stored blob.
     pub fn blob_meta(&self, id: &BlobId) -> Result<Option<BlobMeta>> {
         self.blob_meta.get(id.0)?.map(|v| dec(&v)).transpose()
@@ -189,13 +198,27 @@ impl Store {
         if expires_at <= now {
             return Ok(BlobDeposit::Refused("blob already expired".into()));
         }
-        if size > limits.per_recipient_blob_bytes as u64
-            || index as usize >= kith_protocol::blob::chunk_count(size)
-        {
+        if size > limits.per_recipient_blob_bytes as u64 {
             return Ok(BlobDeposit::Refused(format!(
                 "blob over the relay's blob quota ({} bytes)",
                 limits.per_recipient_blob_bytes
             )));
+        }
+        // The chunk must be exactly as long as the announced size makes it, so that what the
+        // quota counts (the size) is what is stored.
+        match kith_protocol::blob::sealed_chunk_len(size, index as usize) {
+            Some(n) if n == chunk.len() => {}
+            Some(n) => {
+                return Ok(BlobDeposit::Refused(format!(
+                    "chunk {index} has {} bytes; a blob of {size} bytes needs {n}",
+                    chunk.len()
+                )))
+            }
+            None => {
+                return Ok(BlobDeposit::Refused(format!(
+                    "chunk {index} is past the end of a blob of {size} bytes"
+                )))
+            }
         }
         let expires_at = expires_at.min(now.plus_ms(limits.max_age.as_millis() as u64));
         let key = chunk_key(id, index);
@@ -380,7 +403,7 @@ impl Store {
 
 /// Where an incoming image is written before it is checked whole and renamed into place.
 pub(crate) fn partial_path(media: &std::path::Path, id: &BlobId) -> std::path::PathBuf {
-    media.join(format!(".{id}.part"))
+    media.join(format!("{id}.part"))
 }
 
 /// The file name of a whole image (the blob id and an extension for its MIME type).

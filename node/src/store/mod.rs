@@ -335,4 +335,32 @@ mod tests {
         assert!(matches!(err, Error::StoreTooNew { found, .. } if found == SCHEMA_VERSION + 1));
         assert!(err.to_string().contains("upgrade kith"));
     }
+
+    /// A relay counts a blob against its quota by the size it is announced with, so a chunk
+    /// longer (or shorter) than that size allows is refused and nothing of it is kept.
+    #[test]
+    fn a_relay_refuses_chunks_that_do_not_fit_the_announced_size() {
+        use kith_protocol::blob::{sealed_chunk_len, BlobId};
+        use kith_protocol::Timestamp;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let limits = crate::RelayLimits::default();
+        let recipient = kith_protocol::Identity::generate().peer_id();
+        let id = BlobId([7; 32]);
+        let (now, exp) = (Timestamp(1_000), Timestamp(1_000_000));
+        let good = vec![0u8; sealed_chunk_len(1, 0).unwrap()];
+        let long = vec![0u8; 200_000];
+        let deposit = |index, chunk: &[u8]| {
+            s.relay_blob_deposit(recipient, &id, 1, index, chunk, exp, now, &limits)
+                .unwrap()
+        };
+        assert!(matches!(deposit(0, &long), BlobDeposit::Refused(r) if r.contains("needs")));
+        assert!(matches!(deposit(1, &good), BlobDeposit::Refused(r) if r.contains("past the end")));
+        assert!(
+            s.blob_meta(&id).unwrap().is_none(),
+            "a refused chunk left a trace"
+        );
+        assert_eq!(deposit(0, &good), BlobDeposit::Kept);
+        assert_eq!(s.blob_meta(&id).unwrap().unwrap().stored, good.len() as u64);
+    }
 }
