@@ -287,6 +287,23 @@ async fn a_cut_transfer_resumes_without_refetching_good_chunks() {
     })
     .await
     .expect("bob never got the first half");
+    // Halfway: the thumbnail that travelled inside the message is shown, the image is not.
+    let partial = hb
+        .history(&alice, None)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.id == sent.id)
+        .expect("the message is not in bob's history while its image is fetched")
+        .image
+        .expect("no image entry");
+    assert_eq!(partial.file, None, "an incomplete image is shown as a file");
+    let thumb = partial
+        .thumbnail_file
+        .expect("no thumbnail before the image");
+    assert!(
+        image::load_from_memory(&std::fs::read(&thumb).unwrap()).is_ok(),
+        "the thumbnail does not decode"
+    );
     drop(hb);
     net.kill(b).await;
     assert_eq!(
