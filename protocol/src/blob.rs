@@ -463,6 +463,41 @@ const _: () = assert!(MAX_BLOB_MANIFEST_BYTES >= MAX_BLOB_CHUNKS * 32 + 10 + 5);
 mod tests {
     use super::*;
 
+    /// The worked example of docs/protocol.md §16.5, byte for byte.
+    #[test]
+    fn the_documented_example_is_what_the_code_makes() {
+        let key = BlobKey::from_bytes([0x77; 32]);
+        let (manifest, chunks) = seal_blob(b"hello", &key).unwrap();
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(
+            hex::encode(&chunks[0]),
+            "3e5ccbba207c71a11c751259111d0815e0b7bdb7f5"
+        );
+        assert_eq!(
+            hex::encode(manifest.chunk_hashes[0]),
+            "6177579aad94bc9c60dc4953b4f6994b6899f8add1db170602f6c7a5111a782d"
+        );
+        assert_eq!(
+            manifest.id().to_string(),
+            "5a6ad715b215c2d31d9c4ce0d385a7fe93ac616dae00b05e74dec8e83928fb66"
+        );
+        let m = manifest.encode().unwrap();
+        assert_eq!(m.len(), 34);
+        assert_eq!(hex::encode(&m[..2]), "0501");
+        let r = BlobRef {
+            id: manifest.id(),
+            key,
+            mime: "image/jpeg".into(),
+            width: 2048,
+            height: 1536,
+            thumbnail: vec![],
+            manifest,
+        };
+        let e = r.encode().unwrap();
+        assert_eq!(e.len(), 114);
+        assert_eq!(hex::encode(&e[64..80]), "0a696d6167652f6a7065678010800c00");
+    }
+
     #[test]
     fn sealed_chunk_len_matches_what_seal_blob_makes() {
         for size in [
