@@ -17,8 +17,9 @@ use crate::Result;
 pub enum BlobHolder {
     /// This node sent it; it serves the chunks to the listed recipients.
     Own { recipients: Vec<PeerId> },
-    /// This node is a relay keeping it for `recipient`.
-    Relay { recipient: PeerId },
+    /// This node is a relay keeping it for `recipients` (several members of one group may
+    /// use the same relay); it goes when the last of them has released it, or on expiry.
+    Relay { recipients: Vec<PeerId> },
     /// This node is receiving it (chunks arrive as they are checked).
     Incoming,
 }
@@ -119,7 +120,7 @@ impl Store {
         };
         let allowed = match &meta.holder {
             BlobHolder::Own { recipients } => recipients.contains(requester),
-            BlobHolder::Relay { recipient } => recipient == requester,
+            BlobHolder::Relay { recipients } => recipients.contains(requester),
             BlobHolder::Incoming => false,
         };
         if !allowed {
@@ -222,36 +223,45 @@ impl Store {
         }
         let expires_at = expires_at.min(now.plus_ms(limits.max_age.as_millis() as u64));
         let key = chunk_key(id, index);
+        let quota_full = |store: &Store| -> Result<bool> {
+            // A blob new to this recipient: its whole size counts against its quota.
+            let held = store.relay_blob_sizes(&recipient)?;
+            Ok(held + size > limits.per_recipient_blob_bytes as u64)
+        };
+        let full = || {
+            Ok(BlobDeposit::Refused(format!(
+                "recipient's blob quota is full ({} bytes)",
+                limits.per_recipient_blob_bytes
+            )))
+        };
         let mut meta = match self.blob_meta(id)? {
-            Some(m) => match &m.holder {
-                BlobHolder::Relay { recipient: r } if *r == recipient => m,
-                // Held for another purpose (this relay sent it, or another recipient): the
-                // chunk is the same sealed bytes; nothing more to keep.
+            Some(mut m) => match &mut m.holder {
+                BlobHolder::Relay { .. } if m.size != size => {
+                    return Ok(BlobDeposit::Refused(format!(
+                        "blob {id} is held with {} bytes, not {size}",
+                        m.size
+                    )))
+                }
+                BlobHolder::Relay { recipients } if recipients.contains(&recipient) => m,
+                BlobHolder::Relay { .. } if quota_full(self)? => return full(),
+                BlobHolder::Relay { recipients } => {
+                    recipients.push(recipient);
+                    m
+                }
+                // Held for another purpose (this relay sent it, or is fetching it): the chunk
+                // is the same sealed bytes; nothing more to keep.
                 _ => return Ok(BlobDeposit::Kept),
             },
-            None => {
-                // A new blob for this recipient: its whole size counts against the quota.
-                let mut held = 0u64;
-                for v in self.blob_meta.iter().values() {
-                    let m: BlobMeta = dec(&v?)?;
-                    if m.holder == (BlobHolder::Relay { recipient }) {
-                        held += m.size;
-                    }
-                }
-                if held + size > limits.per_recipient_blob_bytes as u64 {
-                    return Ok(BlobDeposit::Refused(format!(
-                        "recipient's blob quota is full ({} bytes)",
-                        limits.per_recipient_blob_bytes
-                    )));
-                }
-                BlobMeta {
-                    holder: BlobHolder::Relay { recipient },
-                    size,
-                    stored: 0,
-                    expires_at: Some(expires_at),
-                    message: None,
-                }
-            }
+            None if quota_full(self)? => return full(),
+            None => BlobMeta {
+                holder: BlobHolder::Relay {
+                    recipients: vec![recipient],
+                },
+                size,
+                stored: 0,
+                expires_at: Some(expires_at),
+                message: None,
+            },
         };
         if !self.blobs.contains_key(&key)? {
             meta.stored += chunk.len() as u64;
@@ -264,16 +274,36 @@ impl Store {
 
     /// Relay side: the recipient holds the blob; delete it if it was kept for that recipient.
     pub fn relay_blob_release(&self, requester: &PeerId, id: &BlobId) -> Result<bool> {
-        match self.blob_meta(id)? {
-            Some(BlobMeta {
-                holder: BlobHolder::Relay { recipient },
-                ..
-            }) if recipient == *requester => {
-                self.blob_remove(id)?;
-                Ok(true)
-            }
-            _ => Ok(false),
+        let Some(mut meta) = self.blob_meta(id)? else {
+            return Ok(false);
+        };
+        let BlobHolder::Relay { recipients } = &mut meta.holder else {
+            return Ok(false);
+        };
+        let before = recipients.len();
+        recipients.retain(|r| r != requester);
+        if recipients.len() == before {
+            return Ok(false);
         }
+        if recipients.is_empty() {
+            self.blob_remove(id)?;
+        } else {
+            self.blob_meta.insert(id.0, enc(&meta)?)?;
+        }
+        Ok(true)
+    }
+
+    /// Announced sizes of the blobs kept as a relay for `recipient` (what its quota counts).
+    fn relay_blob_sizes(&self, recipient: &PeerId) -> Result<u64> {
+        let mut held = 0u64;
+        for v in self.blob_meta.iter().values() {
+            let m: BlobMeta = dec(&v?)?;
+            if matches!(&m.holder, BlobHolder::Relay { recipients } if recipients.contains(recipient))
+            {
+                held += m.size;
+            }
+        }
+        Ok(held)
     }
 
     /// Deletes blobs whose time is over (relay copies, and own blobs with a timer).
@@ -301,10 +331,7 @@ impl Store {
             .values()
             .filter_map(|v| v.ok().and_then(|v| dec::<BlobMeta>(&v).ok()))
             .filter(|m| {
-                m.holder
-                    == (BlobHolder::Relay {
-                        recipient: *recipient,
-                    })
+                matches!(&m.holder, BlobHolder::Relay { recipients } if recipients.contains(recipient))
             })
             .map(|m| m.stored)
             .sum()

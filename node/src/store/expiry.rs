@@ -21,7 +21,13 @@ impl Store {
             }
         }
         let _ = std::fs::remove_file(super::blobs::partial_path(&self.media_dir(), &img.blob));
-        self.blob_remove(&img.blob)
+        // Only this message's own copy goes: one being fetched for it, or the one it sent. A
+        // copy this node keeps as a relay for others has its own expiry.
+        match self.blob_meta(&img.blob)?.map(|b| b.holder) {
+            Some(super::BlobHolder::Incoming) => self.blob_remove(&img.blob),
+            Some(super::BlobHolder::Own { .. }) if m.outgoing => self.blob_remove(&img.blob),
+            _ => Ok(()),
+        }
     }
 
     /// The disappearing-message timer of a conversation, in seconds.

@@ -363,4 +363,44 @@ mod tests {
         assert_eq!(deposit(0, &good), BlobDeposit::Kept);
         assert_eq!(s.blob_meta(&id).unwrap().unwrap().stored, good.len() as u64);
     }
+
+    /// Two members of a group behind one relay: the blob is kept once for both, each may fetch
+    /// it, and it goes only when the second one has released it.
+    #[test]
+    fn a_relay_keeps_one_blob_for_several_recipients_until_all_release_it() {
+        use kith_protocol::blob::{sealed_chunk_len, BlobId};
+        use kith_protocol::Timestamp;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let limits = crate::RelayLimits::default();
+        let (b, c, x) = (
+            kith_protocol::Identity::generate().peer_id(),
+            kith_protocol::Identity::generate().peer_id(),
+            kith_protocol::Identity::generate().peer_id(),
+        );
+        let id = BlobId([9; 32]);
+        let (now, exp) = (Timestamp(1_000), Timestamp(1_000_000));
+        let chunk = vec![1u8; sealed_chunk_len(10, 0).unwrap()];
+        for r in [b, c] {
+            let got = s
+                .relay_blob_deposit(r, &id, 10, 0, &chunk, exp, now, &limits)
+                .unwrap();
+            assert_eq!(got, BlobDeposit::Kept);
+        }
+        let other_size = s
+            .relay_blob_deposit(x, &id, 11, 0, &chunk, exp, now, &limits)
+            .unwrap();
+        assert!(matches!(other_size, BlobDeposit::Refused(_)));
+        for r in [b, c] {
+            assert_eq!(s.blob_chunk_for(&id, 0, &r).unwrap(), Some(chunk.clone()));
+        }
+        assert_eq!(s.blob_chunk_for(&id, 0, &x).unwrap(), None);
+        assert!(!s.relay_blob_release(&x, &id).unwrap());
+        assert!(s.relay_blob_release(&b, &id).unwrap());
+        assert_eq!(s.blob_chunk_for(&id, 0, &b).unwrap(), None);
+        assert_eq!(s.blob_chunk_for(&id, 0, &c).unwrap(), Some(chunk.clone()));
+        assert!(s.relay_blob_release(&c, &id).unwrap());
+        assert!(s.blob_meta(&id).unwrap().is_none());
+        assert!(s.blob_chunk(&id, 0).unwrap().is_none());
+    }
 }
