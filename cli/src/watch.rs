@@ -115,6 +115,44 @@ async fn human_event(event: &Value, names: &mut Names) -> Result<String, CliErro
             let peer = names.who(str_or_dash(event, "peer_id")).await?;
             format!("peer {peer} {state}")
         }
+        Some("presence") => {
+            let peer = names.who(str_or_dash(event, "peer_id")).await?;
+            let state = if event.get("online").and_then(Value::as_bool) == Some(true) {
+                "online"
+            } else {
+                "offline"
+            };
+            format!("{peer} is {state}")
+        }
+        Some("typing") => {
+            let from = names.who(str_or_dash(event, "from")).await?;
+            format!("{from} is typing")
+        }
+        Some("progress") => {
+            let peer = names.who(str_or_dash(event, "peer")).await?;
+            let n = |k: &str| event.get(k).and_then(Value::as_u64).unwrap_or(0);
+            let way = if str_field(event, "direction") == Some("up") {
+                "to"
+            } else {
+                "from"
+            };
+            format!(
+                "image {} {way} {peer}: {} of {} bytes",
+                str_or_dash(event, "blob"),
+                n("bytes"),
+                n("total")
+            )
+        }
+        Some("group") => format!(
+            "group {} ({}): {}",
+            shown_text(str_or_dash(event, "name"), 0),
+            str_or_dash(event, "group_id"),
+            str_or_dash(event, "change")
+        ),
+        Some("dropped") => {
+            let from = names.who(str_or_dash(event, "from")).await?;
+            format!("dropped from {from}: {}", str_or_dash(event, "reason"))
+        }
         Some("lagged") => {
             let missed = event.get("missed").and_then(Value::as_u64).unwrap_or(0);
             format!("(fell behind: {missed} events were skipped)")
