@@ -80,6 +80,7 @@ pub async fn up(ctx: &Ctx, request: UpRequest) -> Result<(), CliError> {
         kith_node::Error::NotInitialized(_)
         | kith_node::Error::AlreadyRunning(_)
         | kith_node::Error::StoreTooNew { .. }
+        | kith_node::Error::StoreTooOld { .. }
         | kith_node::Error::InvalidInput(_) => CliError::Rejected(e.to_string()),
         other => CliError::NotReached(format!("the node stopped: {other}")),
     })

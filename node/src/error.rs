@@ -31,6 +31,13 @@ pub enum Error {
         found: u32,
         supported: u32,
     },
+    /// The store on disk was written by an older kith whose records this one cannot migrate.
+    #[error("the store in {path} has schema version {found}, written by a pre-release kith whose records cannot be migrated to version {supported}; move that directory aside to start with an empty history (the identity in the home is kept)")]
+    StoreTooOld {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     /// Another node already runs in this home.
     #[error("another kith node is already running in {0}")]
     AlreadyRunning(PathBuf),

@@ -202,7 +202,7 @@ impl Handle {
         let members: Vec<PeerId> = rec.state.members.iter().copied().collect();
         before(&members)?;
         let now = core.clock.now();
-        let expires_at = expire_secs.map(|s| now.plus_ms(s * 1000));
+        let expires_at = expire_secs.map(|s| now.plus_ms(s.saturating_mul(1000)));
         let make = |seq: u64, id: MessageId| {
             let p = GroupPayload {
                 id,

@@ -358,13 +358,14 @@ impl Handle {
             ));
         }
         let core = &self.core;
+        let now = core.clock.now();
         let e = core.store.enqueue_text(
             &core.identity,
             peer,
             text.to_string(),
-            core.clock.now(),
+            now,
             core.ttl_ms(),
-            secs.map(|s| core.clock.now().plus_ms(s * 1000)),
+            secs.map(|s| now.plus_ms(s.saturating_mul(1000))),
         )?;
         core.store.flush().await?;
         core.kick();
@@ -451,7 +452,7 @@ impl Handle {
             .map_err(|e| Error::io(format!("writing {}", own.display()), e))?;
         let own = own.to_string_lossy().into_owned();
         let now = core.clock.now();
-        let expires_at = secs.map(|s| now.plus_ms(s * 1000));
+        let expires_at = secs.map(|s| now.plus_ms(s.saturating_mul(1000)));
         let body = Body::Image {
             caption: caption.to_string(),
             image: reference.clone(),

@@ -154,6 +154,18 @@ impl Core {
                 });
             }
             Body::Typing => {
+                // Only from a contact, or from a member of the group it names.
+                let allowed = match &conv {
+                    Conv::Direct(_) => self.store.contact(&from)?.is_some(),
+                    Conv::Group(g) => self
+                        .store
+                        .group(g)?
+                        .is_some_and(|r| !r.left && r.state.is_member(&from)),
+                };
+                if !allowed {
+                    self.dropped(from, "typing from a non-contact or non-member".into());
+                    return Ok(());
+                }
                 let conversation = match conv {
                     Conv::Direct(p) => p.to_string(),
                     Conv::Group(g) => g.to_string(),

@@ -230,7 +230,10 @@ impl GroupState {
                 check_group_name(name)?;
                 s.name = name.clone();
             }
-            OpKind::Timer { secs } => s.timer_secs = *secs,
+            OpKind::Timer { secs } => {
+                crate::disappearing::check_timer(*secs)?;
+                s.timer_secs = *secs;
+            }
         }
         Ok(s)
     }
@@ -287,17 +290,47 @@ impl GroupLog {
     }
 
     /// Adds operations (any order, duplicates ignored). Returns how many were new.
+    ///
+    /// A log holds one creation, ever: the first one it is given (of a first batch with
+    /// several, the one with the smallest hash). A later `Create`, whoever signed it, is
+    /// ignored, so that nobody can restart a group that a member already holds from a creation
+    /// of their own (which would make its signer the group's only admin).
     pub fn merge(&mut self, ops: impl IntoIterator<Item = SignedOp>) -> usize {
-        let mut n = 0;
+        let mut creates = vec![];
+        let mut rest = vec![];
         for op in ops {
+            match op.verify() {
+                Ok(o) if o.version == 1 && matches!(o.kind, OpKind::Create { .. }) => {
+                    creates.push(op)
+                }
+                Ok(_) => rest.push(op),
+                Err(_) => {}
+            }
+        }
+        let mut n = 0;
+        if !self.has_create() {
+            if let Some(c) = creates.into_iter().min_by_key(|c| c.hash()) {
+                self.ops.insert(c.hash(), c);
+                n += 1;
+            }
+        }
+        for op in rest {
             if self.ops.len() >= MAX_GROUP_OPS {
                 break;
             }
-            if op.verify().is_ok() && self.ops.insert(op.hash(), op).is_none() {
+            if self.ops.insert(op.hash(), op).is_none() {
                 n += 1;
             }
         }
         n
+    }
+
+    /// Whether this log holds its creation.
+    fn has_create(&self) -> bool {
+        self.ops.values().any(|s| {
+            s.verify()
+                .is_ok_and(|o| o.version == 1 && matches!(o.kind, OpKind::Create { .. }))
+        })
     }
 
     pub fn ops(&self) -> impl Iterator<Item = &SignedOp> {
@@ -556,6 +589,79 @@ mod tests {
         let s = log.state().unwrap();
         assert!(!s.is_member(&p[1].peer_id()));
         assert_eq!(s.version, 3);
+    }
+
+    /// Someone who knows a group's id signs a creation of their own for it, with a hash below
+    /// the real one: a member that holds the group ignores it and keeps its state.
+    #[test]
+    fn a_forged_creation_cannot_take_a_group_over() {
+        let p = ids(3);
+        let id = GroupId::random();
+        let (mut log, real) =
+            GroupLog::create(&p[0], id, "g", &[p[1].peer_id()], Timestamp(1)).unwrap();
+        let before = log.state().unwrap();
+        let mut forged_any = false;
+        // Until a few forgeries have had a hash below the real one (about every other try).
+        let mut below = 0;
+        for at in 0..10_000 {
+            if below >= 4 {
+                break;
+            }
+            let (_, forged) = GroupLog::create(
+                &p[2],
+                id,
+                "mine",
+                &[p[0].peer_id(), p[1].peer_id()],
+                Timestamp(at),
+            )
+            .unwrap();
+            if forged.hash() < real.hash() {
+                forged_any = true;
+                below += 1;
+            }
+            assert_eq!(log.merge([forged]), 0);
+            assert_eq!(log.state().unwrap(), before);
+        }
+        assert!(
+            forged_any,
+            "no forged creation had a smaller hash: the test proves nothing"
+        );
+        // A fresh log given both at once takes the smallest, as every member does.
+        let (_, other) = GroupLog::create(&p[2], id, "x", &[p[0].peer_id()], Timestamp(5)).unwrap();
+        let mut fresh = GroupLog::default();
+        fresh.merge([real.clone(), other.clone()]);
+        let want = if real.hash() < other.hash() {
+            &real
+        } else {
+            &other
+        };
+        assert_eq!(fresh.state().unwrap().last_op, want.hash());
+    }
+
+    #[test]
+    fn a_timer_is_set_by_admins_within_its_bounds() {
+        let p = ids(2);
+        let (mut log, _) = GroupLog::create(
+            &p[0],
+            GroupId::random(),
+            "g",
+            &[p[1].peer_id()],
+            Timestamp(1),
+        )
+        .unwrap();
+        let timer = |secs| OpKind::Timer { secs };
+        assert!(log.propose(&p[1], timer(Some(10)), Timestamp(2)).is_err());
+        assert!(log.propose(&p[0], timer(Some(0)), Timestamp(2)).is_err());
+        let too_long = crate::disappearing::MAX_TIMER_SECS + 1;
+        assert!(log
+            .propose(&p[0], timer(Some(too_long)), Timestamp(2))
+            .is_err());
+        let (_, set) = log.propose(&p[0], timer(Some(10)), Timestamp(2)).unwrap();
+        log.merge([set]);
+        assert_eq!(log.state().unwrap().timer_secs, Some(10));
+        let (_, off) = log.propose(&p[0], timer(None), Timestamp(3)).unwrap();
+        log.merge([off]);
+        assert_eq!(log.state().unwrap().timer_secs, None);
     }
 
     #[test]

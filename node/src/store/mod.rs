@@ -54,8 +54,12 @@ fn flush_gate() -> std::sync::RwLockReadGuard<'static, ()> {
     SLED_GATE.read().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The schema version this kith writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version this kith writes. Version 2 added images (message, outbox, pending group
+/// message and blob records); version 1 stores came only from pre-release builds.
+pub const SCHEMA_VERSION: u32 = 2;
+/// The oldest schema version this kith can open (migrating it forward if older than
+/// [`SCHEMA_VERSION`]).
+const OLDEST_MIGRATABLE: u32 = 2;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 const RECORD_SEQ_KEY: &[u8] = b"record_seq";
 
@@ -165,7 +169,15 @@ impl Store {
                         supported: SCHEMA_VERSION,
                     });
                 }
-                // Versions below SCHEMA_VERSION would be migrated here, one step at a time.
+                if found < OLDEST_MIGRATABLE {
+                    return Err(Error::StoreTooOld {
+                        path: self.path.clone(),
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                // Versions from OLDEST_MIGRATABLE up to SCHEMA_VERSION are migrated here, one
+                // step at a time (none yet).
                 Ok(())
             }
         }
@@ -334,6 +346,17 @@ mod tests {
         let err = Store::open(dir.path(), 1 << 20).unwrap_err();
         assert!(matches!(err, Error::StoreTooNew { found, .. } if found == SCHEMA_VERSION + 1));
         assert!(err.to_string().contains("upgrade kith"));
+    }
+
+    #[test]
+    fn a_pre_release_schema_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        s.set_schema_version_for_tests(1).unwrap();
+        drop(s);
+        let err = Store::open(dir.path(), 1 << 20).unwrap_err();
+        assert!(matches!(err, Error::StoreTooOld { found: 1, .. }), "{err}");
+        assert!(err.to_string().contains("move that directory aside"));
     }
 
     /// A relay counts a blob against its quota by the size it is announced with, so a chunk
