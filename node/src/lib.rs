@@ -36,6 +36,7 @@ pub use config::{Config, ConfigBuilder, Faults, RelayLimits};
 pub use error::{Error, Result};
 pub use events::Event;
 pub use libp2p::Multiaddr;
+pub use net::partition::Partition;
 pub use node::{Handle, Node, Sent};
 
 /// Runs a node until `shutdown` resolves, then stops it cleanly (`kith up`).
