@@ -199,11 +199,17 @@ impl Harness {
         .ok_or_else(|| Error::Network("node has no listen address".into()))
     }
 
-    /// Stops every node.
+    /// Stops every node, all at once.
     pub async fn shutdown(mut self) {
-        for i in 0..self.nodes.len() {
-            let _ = self.stop(i).await;
-        }
+        let running: Vec<Node> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| {
+                n.handle = None;
+                n.node.take()
+            })
+            .collect();
+        futures::future::join_all(running.into_iter().map(|n| n.shutdown())).await;
     }
 }
 
