@@ -169,6 +169,9 @@ enum Command {
         /// clock; the report shows it).
         #[arg(long, value_name = "S")]
         seed: Option<u64>,
+        /// Messages sent per second over the whole network.
+        #[arg(long, value_name = "PER_SEC", default_value_t = kith_node::sim::DEFAULT_RATE)]
+        rate: f64,
     },
     /// Group chats.
     #[command(subcommand)]
@@ -335,6 +338,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             messages,
             offline,
             seed,
+            rate,
         } => sim::sim(
             &ctx,
             kith_node::sim::SimConfig {
@@ -343,6 +347,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 messages,
                 offline,
                 seed: seed.unwrap_or_else(|| kith_protocol::Timestamp::now().0),
+                rate,
             },
         ),
         Command::Presence { target } => runtime(false)?.block_on(presence::presence(&ctx, &target)),

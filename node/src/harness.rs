@@ -53,9 +53,15 @@ pub struct Harness {
 
 impl Harness {
     pub fn new() -> Result<Harness> {
+        Harness::new_in(&std::env::temp_dir())
+    }
+
+    /// A harness whose nodes' homes live in a temporary directory under `parent` (the
+    /// simulator puts them in memory, on /dev/shm, where it can).
+    pub fn new_in(parent: &std::path::Path) -> Result<Harness> {
         let dir = tempfile::Builder::new()
             .prefix("kith-harness-")
-            .tempdir()
+            .tempdir_in(parent)
             .map_err(|e| Error::io("creating a temporary directory", e))?;
         Ok(Harness {
             dir,

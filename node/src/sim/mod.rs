@@ -13,4 +13,4 @@ pub mod workload;
 
 pub use checker::{check, Findings, NodeSnapshot, SentMessage, Violation};
 pub use run::{run, Latency, Report};
-pub use workload::{SimConfig, Target, Workload};
+pub use workload::{SimConfig, Target, Workload, DEFAULT_RATE};
