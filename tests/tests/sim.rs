@@ -79,9 +79,9 @@ async fn a_partition_between_two_halves_of_a_group_heals_and_everything_arrives_
             .unwrap_or_else(|| panic!("m{k} still connected across the cut (seed {seed})"));
         }
     }
-    for k in 0..6 {
+    for (k, hk) in h.iter().enumerate() {
         for j in 0..2 {
-            h[k].send_text(&g, &format!("p{k}-{j}")).await.unwrap();
+            hk.send_text(&g, &format!("p{k}-{j}")).await.unwrap();
         }
     }
     // Each half gets its own half's messages while the cut holds.
@@ -114,27 +114,27 @@ async fn a_partition_between_two_halves_of_a_group_heals_and_everything_arrives_
         }
     }
     net.heal();
-    for k in 0..6 {
+    for (k, hk) in h.iter().enumerate() {
         for s in (0..6).filter(|s| *s != k) {
             let want = vec![format!("p{s}-0"), format!("p{s}-1")];
             wait_for(Duration::from_secs(60), || async {
-                (texts(&h[k], &g, &format!("p{s}-")) == want).then_some(())
+                (texts(hk, &g, &format!("p{s}-")) == want).then_some(())
             })
             .await
             .unwrap_or_else(|| {
                 panic!(
                     "after the heal m{k} has {:?} of m{s}'s messages (seed {seed})",
-                    texts(&h[k], &g, &format!("p{s}-"))
+                    texts(hk, &g, &format!("p{s}-"))
                 )
             });
         }
     }
     // A quiet period in which late copies (retried fallbacks, gossip) would show up.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    for k in 0..6 {
+    for (k, hk) in h.iter().enumerate() {
         // Its own two messages and the other five members' two each.
         assert_eq!(
-            texts(&h[k], &g, "p").len(),
+            texts(hk, &g, "p").len(),
             12,
             "duplicates at m{k} (seed {seed})"
         );

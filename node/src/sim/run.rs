@@ -334,7 +334,7 @@ async fn settle(net: &Harness, sent: &[SentMessage], progress: &(dyn Fn(String) 
                 .handle(*r)
                 .ok()
                 .and_then(|h| h.store().message(&sent[*k].id).ok().flatten());
-            !held.is_some_and(|m| !m.outgoing)
+            held.is_none_or(|m| m.outgoing)
         });
         if last_report.elapsed() >= Duration::from_secs(2) {
             last_report = Instant::now();
