@@ -103,6 +103,8 @@ pub struct Config {
     pub(crate) fetch_every: Duration,
     pub(crate) faults: Arc<Faults>,
     pub(crate) max_image_bytes: u64,
+    /// Simulated link cuts (tests and the simulator); `None` in production.
+    pub(crate) partition: Option<crate::net::partition::Partition>,
 }
 
 impl Config {
@@ -127,6 +129,7 @@ impl Config {
                 fetch_every: Duration::from_secs(30),
                 faults: Arc::new(Faults::default()),
                 max_image_bytes: kith_protocol::limits::MAX_BLOB_BYTES as u64,
+                partition: None,
             },
         }
     }
@@ -218,12 +221,17 @@ impl ConfigBuilder {
         self.cfg.faults = f;
         self
     }
-    /// sled's page cache size.
+    /// Links to cut, shared with the other nodes of a simulated network (none by default).
+    pub fn partition(mut self, p: crate::net::partition::Partition) -> Self {
+        self.cfg.partition = Some(p);
+        self
+    }
     /// Largest file `send --image` accepts (16 MiB by default; at most the hard blob cap).
     pub fn max_image_bytes(mut self, n: u64) -> Self {
         self.cfg.max_image_bytes = n.min(kith_protocol::limits::MAX_BLOB_HARD_BYTES);
         self
     }
+    /// sled's page cache size.
     pub fn cache_bytes(mut self, n: u64) -> Self {
         self.cfg.cache_bytes = n;
         self

@@ -2,7 +2,8 @@
 //!
 //! Used by the tests/ scenarios and by `kith demo`. Each node is a real kith node: real
 //! libp2p over TCP on 127.0.0.1, a real sled store in its own home, no mDNS. Nodes share one
-//! [`ManualClock`] so a test can move time forward.
+//! [`ManualClock`] so a test can move time forward, and one [`Partition`] so a test can cut
+//! the links between two sets of nodes (and heal them) while every node keeps running.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use kith_protocol::PeerId;
 use libp2p::Multiaddr;
 
 use crate::clock::ManualClock;
-use crate::{home, Config, Error, Handle, Node, Result};
+use crate::{home, Config, Error, Handle, Node, Partition, Result};
 
 /// One node of a [`Harness`].
 pub struct SimNode {
@@ -42,6 +43,8 @@ impl SimNode {
 pub struct Harness {
     dir: tempfile::TempDir,
     pub clock: ManualClock,
+    /// The links cut between nodes; see [`Harness::cut`].
+    pub partition: Partition,
     pub nodes: Vec<SimNode>,
     bootstrap: Vec<Multiaddr>,
     /// Adjusts every node's config before it starts.
@@ -50,13 +53,20 @@ pub struct Harness {
 
 impl Harness {
     pub fn new() -> Result<Harness> {
+        Harness::new_in(&std::env::temp_dir())
+    }
+
+    /// A harness whose nodes' homes live in a temporary directory under `parent` (the
+    /// simulator puts them in memory, on /dev/shm, where it can).
+    pub fn new_in(parent: &std::path::Path) -> Result<Harness> {
         let dir = tempfile::Builder::new()
             .prefix("kith-harness-")
-            .tempdir()
+            .tempdir_in(parent)
             .map_err(|e| Error::io("creating a temporary directory", e))?;
         Ok(Harness {
             dir,
             clock: ManualClock::new(),
+            partition: Partition::new(),
             nodes: vec![],
             bootstrap: vec![],
             tweak: |b| b,
@@ -107,7 +117,8 @@ impl Harness {
             .bootstrap(self.bootstrap.clone())
             .mdns(false)
             .api(false)
-            .clock(std::sync::Arc::new(self.clock.clone()));
+            .clock(std::sync::Arc::new(self.clock.clone()))
+            .partition(self.partition.clone());
         b = (self.tweak)(b);
         b = (n.setup)(b);
         let cfg = b.build()?;
@@ -155,6 +166,19 @@ impl Harness {
         }
     }
 
+    /// Cuts every link between a node of `a` and a node of `b` (indices): their connections
+    /// close and no new one opens, direct or relayed, until [`Harness::heal`]. The nodes keep
+    /// running and keep their other links.
+    pub fn cut(&self, a: &[usize], b: &[usize]) {
+        let ids = |s: &[usize]| s.iter().map(|i| self.nodes[*i].peer_id).collect::<Vec<_>>();
+        self.partition.cut(&ids(a), &ids(b));
+    }
+
+    /// Restores every cut link.
+    pub fn heal(&self) {
+        self.partition.heal();
+    }
+
     pub fn handle(&self, i: usize) -> Result<Handle> {
         self.nodes[i].handle.clone().ok_or(Error::ShuttingDown)
     }
@@ -181,11 +205,17 @@ impl Harness {
         .ok_or_else(|| Error::Network("node has no listen address".into()))
     }
 
-    /// Stops every node.
+    /// Stops every node, all at once.
     pub async fn shutdown(mut self) {
-        for i in 0..self.nodes.len() {
-            let _ = self.stop(i).await;
-        }
+        let running: Vec<Node> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| {
+                n.handle = None;
+                n.node.take()
+            })
+            .collect();
+        futures::future::join_all(running.into_iter().map(|n| n.shutdown())).await;
     }
 }
 

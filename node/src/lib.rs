@@ -11,6 +11,9 @@
 //! - [`api`]: the JSON-RPC local API on a Unix socket.
 //! - [`events`]: events for API subscribers.
 //! - [`clock`]: the wall clock, injectable for tests.
+//! - [`harness`]: many real nodes in one process on loopback, with a shared clock and
+//!   simulated partitions (tests, `kith demo`, `kith sim`).
+//! - [`sim`]: the simulator behind `kith sim` (workload, run, checker).
 //! - [`media`]: preparing an image for sending (limits, orientation, metadata stripping,
 //!   downscaling, thumbnail).
 
@@ -28,6 +31,7 @@ pub mod net;
 mod node;
 pub mod presence;
 pub mod shred;
+pub mod sim;
 pub mod store;
 
 use std::future::Future;
@@ -36,6 +40,7 @@ pub use config::{Config, ConfigBuilder, Faults, RelayLimits};
 pub use error::{Error, Result};
 pub use events::Event;
 pub use libp2p::Multiaddr;
+pub use net::partition::Partition;
 pub use node::{Handle, Node, Sent};
 
 /// Runs a node until `shutdown` resolves, then stops it cleanly (`kith up`).

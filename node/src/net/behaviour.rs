@@ -42,6 +42,8 @@ pub struct Behaviour {
     pub relay_client: relay::client::Behaviour,
     pub dcutr: dcutr::Behaviour,
     pub autonat: autonat::Behaviour,
+    /// Simulated partitions (tests and the simulator); allows everything by default.
+    pub gate: super::partition::Gate,
 }
 
 /// The protocol a relay serves for circuits; peers advertising it are relay-capable (every
@@ -49,7 +51,12 @@ pub struct Behaviour {
 pub const RELAY_HOP_PROTOCOL: &str = "/libp2p/circuit/relay/0.2.0/hop";
 
 /// Builds the swarm: TCP and QUIC, noise, yamux, and the behaviour above.
-pub fn build_swarm(key: Keypair, use_mdns: bool, is_relay: bool) -> Result<Swarm<Behaviour>> {
+pub fn build_swarm(
+    key: Keypair,
+    use_mdns: bool,
+    is_relay: bool,
+    partition: Option<super::partition::Partition>,
+) -> Result<Swarm<Behaviour>> {
     let net = |e: &dyn std::fmt::Display| Error::Network(e.to_string());
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
@@ -119,6 +126,7 @@ pub fn build_swarm(key: Keypair, use_mdns: bool, is_relay: bool) -> Result<Swarm
                 relay_client,
                 dcutr: dcutr::Behaviour::new(peer),
                 autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
+                gate: super::partition::Gate::new(peer, partition),
             })
         })
         .map_err(|e| net(&e))?

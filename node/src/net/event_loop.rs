@@ -55,6 +55,7 @@ impl EventLoop {
             core.identity.libp2p_keypair(),
             core.cfg.mdns,
             core.cfg.relay,
+            core.cfg.partition.clone(),
         )?;
         let listen: Vec<Multiaddr> = if core.cfg.listen.is_empty() {
             vec![

@@ -11,6 +11,7 @@ mod event_loop;
 mod gossip;
 
 mod mailbox;
+pub mod partition;
 mod records;
 
 use kith_protocol::PeerId;

@@ -235,6 +235,18 @@ impl Store {
         Ok(out)
     }
 
+    /// Every message of every conversation as it can be shown, each conversation in history
+    /// order (the simulator's checker reads a whole store this way).
+    pub fn all_messages(&self) -> Result<Vec<StoredMessage>> {
+        let mut out = vec![];
+        for v in self.messages.iter().values() {
+            if let Some(m) = self.readable(dec(&v?)?) {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
     /// A message as it can be shown: a timed one with its text decrypted; `None` once expired.
     pub fn readable(&self, mut m: StoredMessage) -> Option<StoredMessage> {
         if let Some(sealed) = &m.sealed_text {
