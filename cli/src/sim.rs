@@ -29,6 +29,12 @@ pub fn sim(ctx: &Ctx, cfg: SimConfig) -> Result<(), CliError> {
         )
         .with_writer(std::io::stderr)
         .try_init();
+    // Every node holds its peers' connections (two descriptors each on loopback) and its
+    // store's files: take the whole descriptor allowance the system grants, not the soft limit.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open file limit"),
+        Err(e) => tracing::warn!("could not raise the open file limit: {e}"),
+    }
     let show = !ctx.out.is_json() && std::io::stderr().is_terminal();
     let t0 = Instant::now();
     let progress = move |line: String| {
