@@ -6,6 +6,7 @@
 //! throughput kith/baseline, latency and memory baseline/kith.
 
 pub mod bare;
+pub mod fanout;
 
 use std::time::Duration;
 
