@@ -1,1 +1,89 @@
-fn main() {}
+//! 6. Memory per idle node: resident memory added per kith node, for 10..N idle nodes in one
+//! process (RSS from `/proc/self/status` before the nodes start and after 5 s idle, divided
+//! by N). Baseline: bare nodes running only Kademlia and gossipsub, same transport, same
+//! bootstrap topology. Each figure comes from a fresh child process (this binary run with
+//! `--child KIND N`), so allocations of one run do not hide another's.
+//!
+//! Run: `cargo bench -p kith-tests --bench memory [COUNTS...]` (default `10 50 100 200`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use kith_tests::bench::bare::{BareNode, Roles};
+use kith_tests::bench::{self, ratio_lower, rss_kib};
+use kith_tests::Harness;
+
+const IDLE: Duration = Duration::from_secs(5);
+
+async fn child(kind: &str, n: usize) {
+    let before = rss_kib();
+    let mut keep_kith = None;
+    let mut keep_bare = vec![];
+    match kind {
+        "kith" => {
+            let mut net = Harness::new().expect("harness");
+            for i in 0..n {
+                net.add(&format!("n{i}")).await.expect("node starts");
+            }
+            keep_kith = Some(net);
+        }
+        _ => {
+            let roles = Roles {
+                kad: true,
+                gossip: true,
+                ..Default::default()
+            };
+            for i in 0..n {
+                let boot = keep_bare.first().map(|b: &BareNode| b.addr.clone());
+                keep_bare.push(BareNode::start(roles, boot, i, None).await);
+            }
+        }
+    }
+    tokio::time::sleep(IDLE).await;
+    let after = rss_kib();
+    println!("rss {before} {after}");
+    drop(keep_bare);
+    if let Some(net) = keep_kith {
+        net.shutdown().await;
+    }
+}
+
+/// Runs a child and returns the KiB per node it measured.
+fn measure(kind: &str, n: usize) -> Option<f64> {
+    let out = std::process::Command::new(std::env::current_exe().ok()?)
+        .args(["--child", kind, &n.to_string()])
+        .output()
+        .ok()?;
+    let s = String::from_utf8_lossy(&out.stdout);
+    let line = s.lines().find(|l| l.starts_with("rss "))?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Some((v.get(1)? - v.first()?) / n as f64)
+}
+
+fn main() {
+    bench::init_logs();
+    let args = bench::args();
+    if args.first().map(String::as_str) == Some("--child") {
+        let kind = args.get(1).cloned().unwrap_or_default();
+        let n = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10);
+        bench::runtime().block_on(child(&kind, n));
+        return;
+    }
+    let mut counts: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    if counts.is_empty() {
+        counts = vec![10, 50, 100, 200];
+    }
+    println!("\n## memory per idle node (RSS delta / N, KiB)\n");
+    println!("| nodes | kith KiB/node | base (kad + gossipsub) KiB/node | ratio |");
+    println!("| --- | --- | --- | --- |");
+    for n in counts {
+        let k = measure("kith", n).unwrap_or(f64::NAN);
+        let b = measure("bare", n).unwrap_or(f64::NAN);
+        println!("| {n} | {k:.0} | {b:.0} | {:.2} |", ratio_lower(k, b));
+    }
+}
