@@ -25,7 +25,7 @@ use kith_tests::relay_util::{add_relay, add_user};
 use kith_tests::{craft, wait_for, Harness};
 
 /// Text length whose envelope is 1,152 B (1 KiB of padded plaintext).
-const TEXT: usize = 900;
+const TEXT: usize = 800;
 /// Deposited one by one through the real path, at the end.
 const REAL_DEPOSITS: usize = 100;
 const LOAD_BATCH: usize = 1000;
