@@ -25,9 +25,8 @@ impl Identity {
     /// Rebuilds an identity from its two 32-byte secrets.
     pub fn from_secrets(ed25519_seed: &[u8; 32], x25519_secret: &[u8; 32]) -> Self {
         let signing = SigningKey::from_bytes(ed25519_seed);
-        let public = libp2p_identity::ed25519::PublicKey::try_from_bytes(
-            signing.verifying_key().as_bytes(),
-        );
+        let public =
+            libp2p_identity::ed25519::PublicKey::try_from_bytes(signing.verifying_key().as_bytes());
         #[allow(clippy::expect_used)]
         let peer_id = libp2p_identity::PublicKey::from(
             public.expect("an ed25519-dalek public key is a valid libp2p ed25519 key"),

@@ -59,13 +59,20 @@ fn prepared_home(n: usize) -> PathBuf {
             .complete_outbox(e.outbox_key, Status::Sent, None)
             .expect("complete");
         if i % 100_000 == 99_999 {
-            eprintln!("generated {} messages in {:.0} s", i + 1, t.elapsed().as_secs_f64());
+            eprintln!(
+                "generated {} messages in {:.0} s",
+                i + 1,
+                t.elapsed().as_secs_f64()
+            );
         }
     }
     store.flush_blocking().expect("flush");
     drop(store);
     std::fs::write(dir.join("ready"), b"").expect("marker");
-    eprintln!("generated {n} messages in {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "generated {n} messages in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     dir
 }
 

@@ -183,7 +183,10 @@ async fn bench(sizes: Vec<usize>) {
 
 fn main() {
     bench::init_logs();
-    let mut sizes: Vec<usize> = bench::args().iter().filter_map(|a| a.parse().ok()).collect();
+    let mut sizes: Vec<usize> = bench::args()
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
     if sizes.is_empty() {
         sizes = vec![20, 100, 500];
     }

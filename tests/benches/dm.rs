@@ -28,7 +28,11 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Messages per run: (one at a time, 64 in flight).
 fn counts(size: usize) -> (usize, usize) {
-    let (a, b) = if size >= 65536 { (100, 320) } else { (200, 640) };
+    let (a, b) = if size >= 65536 {
+        (100, 320)
+    } else {
+        (200, 640)
+    };
     if std::env::var_os("KITH_BENCH_QUICK").is_some() {
         (a / 10, b / 10)
     } else {
@@ -128,10 +132,22 @@ async fn bench() {
     let w = kith_run(&ha, &bob, 256, 4, 1, 1 << 40).await;
     assert_eq!(w.failed, 0, "kith warm-up failed");
 
-    let srv = BareNode::start(Roles { echo: true, ..Default::default() }, None, 0, None).await;
+    let srv = BareNode::start(
+        Roles {
+            echo: true,
+            ..Default::default()
+        },
+        None,
+        0,
+        None,
+    )
+    .await;
     let cli = Arc::new(
         BareNode::start(
-            Roles { echo: true, ..Default::default() },
+            Roles {
+                echo: true,
+                ..Default::default()
+            },
             Some(srv.addr.clone()),
             1,
             None,

@@ -112,7 +112,10 @@ async fn one(n: usize) -> DrainResult {
     let t = Instant::now();
     net.start(u).await.expect("user starts");
     let limit = Duration::from_secs(600);
-    let done = wait_for(limit, || async { (store.mailbox_total() == 0).then_some(()) }).await;
+    let done = wait_for(limit, || async {
+        (store.mailbox_total() == 0).then_some(())
+    })
+    .await;
     let kith = t.elapsed();
     let hu = net.handle(u).expect("user runs");
     let got = hu
@@ -195,7 +198,10 @@ async fn run(counts: Vec<usize>) {
 
 fn main() {
     bench::init_logs();
-    let mut counts: Vec<usize> = bench::args().iter().filter_map(|a| a.parse().ok()).collect();
+    let mut counts: Vec<usize> = bench::args()
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
     if counts.is_empty() {
         counts = vec![10_000, 100_000];
     }

@@ -139,9 +139,17 @@ async fn bare(n: usize, frame: usize) -> FanoutResult {
     };
     // Warm-up: until subscriptions are known and a message reaches everyone.
     for t in 0..20u64 {
-        if run_phases(&mut arrivals, n - 1, 1, 0, 1 << 20 | t, Duration::from_secs(2), send)
-            .await
-            .incomplete
+        if run_phases(
+            &mut arrivals,
+            n - 1,
+            1,
+            0,
+            1 << 20 | t,
+            Duration::from_secs(2),
+            send,
+        )
+        .await
+        .incomplete
             == 0
         {
             break;
@@ -186,7 +194,10 @@ async fn bench(sizes: Vec<usize>) {
 
 fn main() {
     bench::init_logs();
-    let mut sizes: Vec<usize> = bench::args().iter().filter_map(|a| a.parse().ok()).collect();
+    let mut sizes: Vec<usize> = bench::args()
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
     if sizes.is_empty() {
         sizes = vec![10, 50, 200];
     }

@@ -13,10 +13,10 @@
 
 use std::time::Duration;
 
-use kith_tests::bench::bare::{BareNode, Roles};
-use kith_tests::bench::{self, ratio_lower, rss_kib};
 use futures::StreamExt;
 use kith_node::net::behaviour::build_swarm;
+use kith_tests::bench::bare::{BareNode, Roles};
+use kith_tests::bench::{self, ratio_lower, rss_kib};
 use kith_tests::Harness;
 
 const IDLE: Duration = Duration::from_secs(10);

@@ -111,7 +111,12 @@ impl Store {
                 continue;
             };
             let key = u64_key(&direct_prefix(&env.recipient), self.next_id()?);
-            rows.push((id_key(&env.recipient, &e.id), key, enc(e)?, e.depositor.to_bytes()));
+            rows.push((
+                id_key(&env.recipient, &e.id),
+                key,
+                enc(e)?,
+                e.depositor.to_bytes(),
+            ));
         }
         let _gate = super::tx_gate();
         let n = (&self.mailbox, &self.mailbox_ids, &self.mailbox_depositors).transaction(

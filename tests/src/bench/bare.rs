@@ -36,7 +36,10 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u
     io.read_exact(&mut len).await?;
     let n = u32::from_be_bytes(len) as usize;
     if n > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
     }
     let mut buf = vec![0; n];
     io.read_exact(&mut buf).await?;
@@ -160,8 +163,12 @@ fn behaviour(key: &libp2p::identity::Keypair, roles: Roles) -> BareBehaviour {
         k.set_mode(Some(kad::Mode::Server));
         k
     };
-    let ident =
-        || identify::Behaviour::new(identify::Config::new("/bench/id/1.0.0".into(), key.public()));
+    let ident = || {
+        identify::Behaviour::new(identify::Config::new(
+            "/bench/id/1.0.0".into(),
+            key.public(),
+        ))
+    };
     let gossip = || {
         let cfg = kith_node::net::behaviour::gossip_config().expect("kith's gossip config");
         gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, cfg)

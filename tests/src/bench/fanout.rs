@@ -54,7 +54,9 @@ impl Arrivals {
     /// Every delivery of `tag`, as latency from `sent`.
     pub fn each(&self, tag: u64, sent: Instant) -> Vec<Duration> {
         self.got.get(&tag).map_or(vec![], |m| {
-            m.values().map(|t| t.saturating_duration_since(sent)).collect()
+            m.values()
+                .map(|t| t.saturating_duration_since(sent))
+                .collect()
         })
     }
 }
@@ -115,7 +117,10 @@ where
         .unwrap_or(t0);
     let delivered: usize = tags.iter().map(|t| arrivals.each(*t, t0).len()).sum();
     if !all {
-        r.incomplete += tags.iter().filter(|t| arrivals.count(**t) < members).count();
+        r.incomplete += tags
+            .iter()
+            .filter(|t| arrivals.count(**t) < members)
+            .count();
     }
     r.rate = delivered as f64 / (end - t0).as_secs_f64().max(1e-9);
     r
