@@ -89,6 +89,16 @@ async fn kith(n: usize, pairs: &[(usize, usize)]) -> DhtResult {
         let t0 = Instant::now();
         let found = h.lookup(net.peer_id(b)).await.ok().flatten();
         r.tried += 1;
+        eprintln!(
+            "kith lookup {}: {} ms, {}",
+            r.tried,
+            t0.elapsed().as_millis(),
+            if found.is_some() {
+                "found"
+            } else {
+                "not found"
+            }
+        );
         if found.is_some_and(|rec| rec.peer_id == net.peer_id(b)) {
             r.ok += 1;
             r.lat.push(t0.elapsed());
@@ -144,7 +154,9 @@ async fn bench(sizes: Vec<usize>) {
     let seed = kith_tests::seed();
     let value = record_size();
     println!("signed record: {value} B (the baseline's value size)");
-    let mut rows = vec![];
+    println!("\n## DHT lookup (kith lookup vs vanilla kad get_record, run to the end)\n");
+    println!("| nodes | lookups | kith success | base success | ratio | kith p50 ms | base p50 ms | ratio | kith p99 ms | base p99 ms | base requests/lookup |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for n in sizes {
         let p = pairs(n, seed);
         let k = kith(n, &p).await;
@@ -154,12 +166,6 @@ async fn bench(sizes: Vec<usize>) {
             k.setup.as_secs_f64(),
             b.setup.as_secs_f64()
         );
-        rows.push((n, k, b));
-    }
-    println!("\n## DHT lookup (kith lookup vs vanilla kad get_record, run to the end)\n");
-    println!("| nodes | lookups | kith success | base success | ratio | kith p50 ms | base p50 ms | ratio | kith p99 ms | base p99 ms | base requests/lookup |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (n, k, b) in rows {
         let (ks, bs) = (
             k.ok as f64 / k.tried as f64,
             b.ok as f64 / b.tried.max(1) as f64,

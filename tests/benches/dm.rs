@@ -4,7 +4,8 @@
 //!
 //! A kith message counts as delivered when the sender's status is `sent`: the recipient
 //! answered `Accepted`, which it does only once the envelope is stored and flushed. Latency is
-//! from `send_text` to that status; throughput is messages over wall time. One at a time and
+//! from `send_text` to the `receipt` event that reports that status (one event subscriber
+//! watches every message); throughput is messages over wall time. One at a time and
 //! 64 in flight, for texts of 256 B, 4 KiB and 64 KiB.
 //!
 //! Run: `cargo bench -p kith-tests --bench dm` (or the built binary; `KITH_BENCH_QUICK=1`
@@ -12,8 +13,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kith_node::Handle;
@@ -22,6 +24,7 @@ use kith_tests::bench::bare::{BareNode, Roles};
 use kith_tests::bench::{self, ms, ratio_higher, ratio_lower, text_of, Samples};
 use kith_tests::Harness;
 use libp2p::PeerId;
+use tokio::sync::{broadcast, oneshot};
 
 const SIZES: [usize; 3] = [256, 4096, 65536];
 const WAIT: Duration = Duration::from_secs(30);
@@ -53,12 +56,64 @@ impl Run {
     }
 }
 
+/// Who waits for which message to be sent: the one event subscriber resolves them.
+#[derive(Default)]
+struct Waiters {
+    waiting: HashMap<String, oneshot::Sender<()>>,
+    early: HashSet<String>,
+}
+
+/// Resolves waiters from `receipt` events (status `sent` or later); after a lag, from the
+/// store.
+fn watch(h: &Handle, w: Arc<Mutex<Waiters>>) -> tokio::task::JoinHandle<()> {
+    let (h, mut ev) = (h.clone(), h.subscribe());
+    tokio::spawn(async move {
+        loop {
+            let ids: Vec<String> = match ev.recv().await {
+                Ok(kith_node::Event::Receipt { id, status, .. })
+                    if matches!(status.as_str(), "sent" | "delivered" | "read") =>
+                {
+                    vec![id]
+                }
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let w = w.lock().expect("lock");
+                    w.waiting
+                        .keys()
+                        .filter(|id| {
+                            id.parse()
+                                .ok()
+                                .and_then(|id| h.store().message(&id).ok().flatten())
+                                .is_some_and(|m| m.status.reached(Status::Sent))
+                        })
+                        .cloned()
+                        .collect()
+                }
+                Err(_) => return,
+            };
+            let mut w = w.lock().expect("lock");
+            for id in ids {
+                match w.waiting.remove(&id) {
+                    Some(tx) => {
+                        let _ = tx.send(());
+                    }
+                    None => {
+                        w.early.insert(id);
+                    }
+                }
+            }
+        }
+    })
+}
+
 async fn kith_run(h: &Handle, to: &str, size: usize, n: usize, conc: usize, tag: u64) -> Run {
+    let waiters = Arc::new(Mutex::new(Waiters::default()));
+    let watcher = watch(h, waiters.clone());
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = vec![];
     for _ in 0..conc {
-        let (h, to, next) = (h.clone(), to.to_string(), next.clone());
+        let (h, to, next, waiters) = (h.clone(), to.to_string(), next.clone(), waiters.clone());
         tasks.push(tokio::spawn(async move {
             let (mut lat, mut failed) = (Samples::default(), 0);
             loop {
@@ -68,19 +123,30 @@ async fn kith_run(h: &Handle, to: &str, size: usize, n: usize, conc: usize, tag:
                 }
                 let t0 = Instant::now();
                 let text = text_of(size, tag + i as u64);
-                let ok = match h.send_text(&to, &text).await {
-                    Ok(s) => h.wait(s.id, Status::Sent, WAIT).await.is_ok_and(|r| r.1),
-                    Err(_) => false,
-                };
-                if ok {
-                    lat.push(t0.elapsed());
-                } else {
+                let Ok(s) = h.send_text(&to, &text).await else {
                     failed += 1;
+                    continue;
+                };
+                let (tx, rx) = oneshot::channel();
+                {
+                    let mut w = waiters.lock().expect("lock");
+                    let id = s.id.to_string();
+                    if w.early.remove(&id) {
+                        let _ = tx.send(());
+                    } else {
+                        w.waiting.insert(id, tx);
+                    }
+                }
+                match tokio::time::timeout(WAIT, rx).await {
+                    Ok(Ok(())) => lat.push(t0.elapsed()),
+                    _ => failed += 1,
                 }
             }
         }));
     }
-    collect(start, tasks).await
+    let r = collect(start, tasks).await;
+    watcher.abort();
+    r
 }
 
 async fn bare_run(cli: &Arc<BareNode>, srv: PeerId, size: usize, n: usize, conc: usize) -> Run {
