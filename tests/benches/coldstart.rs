@@ -1,8 +1,8 @@
-//! 7. Cold start: time from process start to the first message delivered, with an empty store
-//! and with a store of many messages (1,000,000 by default, generated once through the store
-//! API and kept under the temporary directory for later runs; it is opened and closed once
-//! after generation, as a node that restarted cleanly leaves it, and that first open is
-//! reported on stderr).
+//! Benchmark 7: Cold start: time from process start to the first message delivered, with an empty
+//! store and with a store of many messages (1,000,000 by default, generated once through the store
+//! API and kept under the temporary directory for later runs; it is opened and closed once after
+//! generation, as a node that restarted cleanly leaves it, and that first open is reported on
+//! stderr).
 //!
 //! kith: a child process (this binary, `--child kith HOME BOOT`) starts a node on the home,
 //! bootstrapping from a kith node in this process, and sends it one text; it prints when the

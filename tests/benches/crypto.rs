@@ -1,4 +1,5 @@
-//! 1. Crypto calibration: the primitives kith's envelope uses, and kith's own seal and open.
+//! Benchmark 1: Crypto calibration: the primitives kith's envelope uses, and kith's own seal and
+//! open.
 //!
 //! The per-message CPU floor is what sealing must cost at least: an ephemeral x25519 key
 //! (one base-point multiplication), one x25519 DH, HKDF-SHA256, ChaCha20-Poly1305 over the

@@ -1,10 +1,10 @@
-//! 4. DHT lookup: success rate and latency of finding a peer's record in networks of 20, 100
-//! and 500 kith nodes (one process, loopback; every node bootstraps from the first and
-//! publishes its own signed record at start, as kith does). Baseline: vanilla Kademlia (bare
-//! libp2p kad with default settings, plus identify so that it learns listen addresses) with the
-//! same node count, each node putting a value of a signed record's size under the same kind of
-//! key as it starts, and the same seeded (looker, target) pairs. Hops: Kademlia's request
-//! count per query (the baseline's; kith's loop does not expose it).
+//! Benchmark 4: DHT lookup: success rate and latency of finding a peer's record in networks of 20,
+//! 100 and 500 kith nodes (one process, loopback; every node bootstraps from the first and
+//! publishes its own signed record at start, as kith does). Baseline: vanilla Kademlia (bare libp2p
+//! kad with default settings, plus identify so that it learns listen addresses) with the same node
+//! count, each node putting a value of a signed record's size under the same kind of key as it
+//! starts, and the same seeded (looker, target) pairs. Hops: Kademlia's request count per query
+//! (the baseline's; kith's loop does not expose it).
 //!
 //! Run: `cargo bench -p kith-tests --bench dht [SIZES...]` (default `20 100 500`);
 //! `KITH_TEST_SEED` replays a choice of pairs.

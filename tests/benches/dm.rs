@@ -1,5 +1,5 @@
-//! 2. One-to-one messages between two kith nodes (real libp2p on loopback, harness), against a
-//! bare rust-libp2p request-response echo of the same payloads over the same transport
+//! Benchmark 2: One-to-one messages between two kith nodes (real libp2p on loopback, harness),
+//! against a bare rust-libp2p request-response echo of the same payloads over the same transport
 //! (TCP + Noise + Yamux), in the same process and run.
 //!
 //! A kith message counts as delivered when the sender's status is `sent`: the recipient

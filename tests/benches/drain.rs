@@ -1,8 +1,8 @@
-//! 5. Relay drain: how fast a recipient drains 10,000 and 100,000 stored envelopes of about
-//! 1 KiB from its relay (kith's mailbox protocol: challenge, fetch batches of ≤ 256, process,
-//! acknowledge; the relay deletes acknowledged envelopes). Baseline: raw sled iterate-and-remove
-//! of the same envelopes in a database opened with the same settings, in the same run. Relay
-//! disk use is reported before and after the drain.
+//! Benchmark 5: Relay drain: how fast a recipient drains 10,000 and 100,000 stored envelopes of
+//! about 1 KiB from its relay (kith's mailbox protocol: challenge, fetch batches of ≤ 256, process,
+//! acknowledge; the relay deletes acknowledged envelopes). Baseline: raw sled iterate-and-remove of
+//! the same envelopes in a database opened with the same settings, in the same run. Relay disk use
+//! is reported before and after the drain.
 //!
 //! The relay's mailbox is filled with [`Store::mailbox_load`] (real envelopes, sealed to the
 //! recipient by one sender, sequence 1..N), except the last 100 which go through the real

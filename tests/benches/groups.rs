@@ -1,5 +1,5 @@
-//! 3. Group fan-out: one member sends to groups of 10, 50 and 200 kith nodes in one process;
-//! baseline: bare gossipsub (kith's settings) on the same topology — every node dials the
+//! Benchmark 3: Group fan-out: one member sends to groups of 10, 50 and 200 kith nodes in one
+//! process; baseline: bare gossipsub (kith's settings) on the same topology — every node dials the
 //! first, which publishes — with messages of the size of kith's group frame.
 //!
 //! A kith delivery is a `message` event at a member (stored in its history). Paced phase:

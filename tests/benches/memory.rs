@@ -1,8 +1,8 @@
-//! 6. Memory per idle node: resident memory added per kith node, for 10..N idle nodes in one
-//! process (RSS from `/proc/self/status` before the nodes start and after 10 s idle, divided
-//! by N). Baseline: bare nodes running only Kademlia and gossipsub, same transport, same
-//! bootstrap topology. Each figure comes from a fresh child process (this binary run with
-//! `--child KIND N`), so allocations of one run do not hide another's.
+//! Benchmark 6: Memory per idle node: resident memory added per kith node, for 10..N idle nodes in
+//! one process (RSS from `/proc/self/status` before the nodes start and after 10 s idle, divided by
+//! N). Baseline: bare nodes running only Kademlia and gossipsub, same transport, same bootstrap
+//! topology. Each figure comes from a fresh child process (this binary run with `--child KIND N`),
+//! so allocations of one run do not hide another's.
 //!
 //! Two more columns attribute kith's figure: kith's swarm alone (`build_swarm`, listening and
 //! dialling the first node, driven by a task) and kith's sled store alone (`Store::open`).

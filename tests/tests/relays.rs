@@ -256,7 +256,7 @@ async fn a_deposit_over_quota_is_refused_and_stays_queued() {
             .collect();
         let sent = ms.iter().filter(|m| m.status == Status::Sent).count();
         let refused: Vec<_> = ms.iter().filter(|m| m.reason.is_some()).cloned().collect();
-        (sent == 2 && refused.len() == 1).then(|| refused)
+        (sent == 2 && refused.len() == 1).then_some(refused)
     })
     .await
     .expect("not two deposits taken and one refusal recorded");
