@@ -6,7 +6,8 @@
 //! starts, and the same seeded (looker, target) pairs. Hops: Kademlia's request count per query
 //! (the baseline's; kith's loop does not expose it).
 //!
-//! Run: `cargo bench -p kith-tests --bench dht [SIZES...]` (default `20 100 500`);
+//! Run: `cargo bench -p kith-tests --bench dht [SIZES...]` (default `20 100`; 200 and 500
+//! need more than 20,000 file descriptors in one process);
 //! `KITH_TEST_SEED` replays a choice of pairs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -194,7 +195,7 @@ fn main() {
         .filter_map(|a| a.parse().ok())
         .collect();
     if sizes.is_empty() {
-        sizes = vec![20, 100, 500];
+        sizes = vec![20, 100];
     }
     bench::runtime().block_on(bench(sizes));
 }

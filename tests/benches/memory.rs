@@ -7,7 +7,7 @@
 //! Two more columns attribute kith's figure: kith's swarm alone (`build_swarm`, listening and
 //! dialling the first node, driven by a task) and kith's sled store alone (`Store::open`).
 //!
-//! Run: `cargo bench -p kith-tests --bench memory [COUNTS...]` (default `10 50 100 200`).
+//! Run: `cargo bench -p kith-tests --bench memory [COUNTS...]` (default `10 50 100`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -128,7 +128,7 @@ fn main() {
     }
     let mut counts: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     if counts.is_empty() {
-        counts = vec![10, 50, 100, 200];
+        counts = vec![10, 50, 100];
     }
     println!("\n## memory per idle node (RSS delta / N, KiB)\n");
     println!("| nodes | kith KiB/node | base (kad + gossipsub) KiB/node | ratio | kith swarm alone | kith store alone |");
