@@ -284,6 +284,69 @@ struct GetState {
     reply: oneshot::Sender<GetOutcome>,
 }
 
+type Requests = HashMap<request_response::OutboundRequestId, oneshot::Sender<Option<Vec<u8>>>>;
+type Puts = HashMap<kad::QueryId, oneshot::Sender<bool>>;
+
+fn on_cmd(
+    swarm: &mut libp2p::Swarm<BareBehaviour>,
+    cmd: Cmd,
+    topic: &gossipsub::IdentTopic,
+    requests: &mut Requests,
+    puts: &mut Puts,
+    gets: &mut HashMap<kad::QueryId, GetState>,
+) {
+    if let Cmd::Connected(reply) = cmd {
+        let _ = reply.send(swarm.connected_peers().count());
+        return;
+    }
+    let b = swarm.behaviour_mut();
+    match cmd {
+        Cmd::Request(peer, bytes, reply) => match b.echo.as_mut() {
+            Some(e) => {
+                requests.insert(e.send_request(&peer, bytes), reply);
+            }
+            None => {
+                let _ = reply.send(None);
+            }
+        },
+        Cmd::Publish(bytes, reply) => {
+            let ok = b
+                .gossip
+                .as_mut()
+                .is_some_and(|g| g.publish(topic.clone(), bytes).is_ok());
+            let _ = reply.send(ok);
+        }
+        Cmd::Put(key, value, reply) => {
+            let q = b.kad.as_mut().and_then(|k| {
+                k.put_record(kad::Record::new(key, value), kad::Quorum::One)
+                    .ok()
+            });
+            match q {
+                Some(q) => {
+                    puts.insert(q, reply);
+                }
+                None => {
+                    let _ = reply.send(false);
+                }
+            }
+        }
+        Cmd::Get(key, reply) => {
+            if let Some(k) = b.kad.as_mut() {
+                let q = k.get_record(kad::RecordKey::new(&key));
+                gets.insert(
+                    q,
+                    GetState {
+                        started: Instant::now(),
+                        first: None,
+                        reply,
+                    },
+                );
+            }
+        }
+        Cmd::Connected(_) => {}
+    }
+}
+
 async fn run(
     mut swarm: libp2p::Swarm<BareBehaviour>,
     mut rx: mpsc::Receiver<Cmd>,
@@ -292,36 +355,14 @@ async fn run(
     arrivals: Option<mpsc::Sender<Arrival>>,
 ) {
     let topic = gossipsub::IdentTopic::new(TOPIC);
-    let mut requests = HashMap::new();
-    let mut puts = HashMap::new();
+    let mut requests: Requests = HashMap::new();
+    let mut puts: Puts = HashMap::new();
     let mut gets: HashMap<kad::QueryId, GetState> = HashMap::new();
     loop {
         tokio::select! {
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { return };
-                let b = swarm.behaviour_mut();
-                match cmd {
-                    Cmd::Request(peer, bytes, reply) => match b.echo.as_mut() {
-                        Some(e) => { requests.insert(e.send_request(&peer, bytes), reply); }
-                        None => { let _ = reply.send(None); }
-                    },
-                    Cmd::Publish(bytes, reply) => {
-                        let ok = b.gossip.as_mut().is_some_and(|g| g.publish(topic.clone(), bytes).is_ok());
-                        let _ = reply.send(ok);
-                    }
-                    Cmd::Put(key, value, reply) => match b.kad.as_mut() {
-                        Some(k) => match k.put_record(kad::Record::new(key, value), kad::Quorum::One) {
-                            Ok(q) => { puts.insert(q, reply); }
-                            Err(_) => { let _ = reply.send(false); }
-                        },
-                        None => { let _ = reply.send(false); }
-                    },
-                    Cmd::Get(key, reply) => if let Some(k) = b.kad.as_mut() {
-                        let q = k.get_record(kad::RecordKey::new(&key));
-                        gets.insert(q, GetState { started: Instant::now(), first: None, reply });
-                    },
-                    Cmd::Connected(reply) => { let _ = reply.send(swarm.connected_peers().count()); }
-                }
+                on_cmd(&mut swarm, cmd, &topic, &mut requests, &mut puts, &mut gets);
             }
             ev = swarm.select_next_some() => match ev {
                 SwarmEvent::ConnectionEstablished { peer_id, .. } if Some(peer_id) == boot_peer => {
