@@ -20,6 +20,9 @@ use crate::Result;
 /// Clock skew tolerated when checking an envelope's expiry.
 const EXPIRY_SKEW_MS: u64 = 10 * 60 * 1000;
 
+/// Streams whose drain waits for the end of a mailbox batch.
+pub(crate) type Drains = Vec<(PeerId, crate::store::Conv)>;
+
 /// Processes one frame from `from`. `None` means an internal failure: the request is left
 /// unanswered so the sender retries.
 pub(crate) async fn handle_frame(
@@ -31,7 +34,25 @@ pub(crate) async fn handle_frame(
         Frame::Envelope(b) => b,
         Frame::Invalid(reason) => return Some(drop_it(core, from, reason)),
     };
-    match process(core, from, &bytes).await {
+    answer(from, process(core, from, &bytes, None).await)
+}
+
+/// Processes one envelope of a mailbox batch fetched from relay `from`. A text is accepted
+/// but neither flushed nor drained: its stream is added to `drains`, and the caller flushes
+/// once and drains each stream once for the whole batch, before acknowledging any of it (one
+/// fsync and one delivered receipt per batch instead of one per envelope). Every other body is
+/// finished at once, as on `/kith/dm/1.0.0`.
+pub(crate) async fn handle_fetched(
+    core: &Arc<Core>,
+    from: PeerId,
+    bytes: &[u8],
+    drains: &mut Drains,
+) -> Option<DmResponse> {
+    answer(from, process(core, from, bytes, Some(drains)).await)
+}
+
+fn answer(from: PeerId, r: Result<DmResponse>) -> Option<DmResponse> {
+    match r {
         Ok(r) => Some(r),
         Err(e) => {
             tracing::error!(%from, "could not store an incoming envelope: {e}");
@@ -49,7 +70,12 @@ fn drop_it(core: &Core, from: PeerId, reason: String) -> DmResponse {
     DmResponse::Rejected { reason }
 }
 
-async fn process(core: &Arc<Core>, from: PeerId, bytes: &[u8]) -> Result<DmResponse> {
+async fn process(
+    core: &Arc<Core>,
+    from: PeerId,
+    bytes: &[u8],
+    batch: Option<&mut Drains>,
+) -> Result<DmResponse> {
     let env = match envelope::open_header(&core.peer_id, bytes) {
         Ok(e) => e,
         Err(e) => return Ok(drop_it(core, from, e.to_string())),
@@ -87,6 +113,13 @@ async fn process(core: &Arc<Core>, from: PeerId, bytes: &[u8]) -> Result<DmRespo
     }
     if core.store.accept(&p, now)? == Accepted::Replay {
         return replay(core, from, p.id).await;
+    }
+    if let (Some(drains), Body::Text { .. }) = (batch, &p.body) {
+        let stream = (p.sender, crate::store::conv_of(&p));
+        if !drains.contains(&stream) {
+            drains.push(stream);
+        }
+        return Ok(DmResponse::Accepted);
     }
     core.store.flush().await?;
     match &p.body {

@@ -9,6 +9,9 @@ use crate::{Error, PeerId, Result};
 pub struct Identity {
     signing: SigningKey,
     x25519: x25519_dalek::StaticSecret,
+    /// Derived from `signing` once: deriving it costs a base-point multiplication and an
+    /// encoding, and every signature checks it.
+    peer_id: PeerId,
 }
 
 impl Identity {
@@ -21,9 +24,18 @@ impl Identity {
 
     /// Rebuilds an identity from its two 32-byte secrets.
     pub fn from_secrets(ed25519_seed: &[u8; 32], x25519_secret: &[u8; 32]) -> Self {
+        let signing = SigningKey::from_bytes(ed25519_seed);
+        let public =
+            libp2p_identity::ed25519::PublicKey::try_from_bytes(signing.verifying_key().as_bytes());
+        #[allow(clippy::expect_used)]
+        let peer_id = libp2p_identity::PublicKey::from(
+            public.expect("an ed25519-dalek public key is a valid libp2p ed25519 key"),
+        )
+        .to_peer_id();
         Identity {
-            signing: SigningKey::from_bytes(ed25519_seed),
+            signing,
             x25519: x25519_dalek::StaticSecret::from(*x25519_secret),
+            peer_id,
         }
     }
 
@@ -47,7 +59,7 @@ impl Identity {
     }
 
     pub fn peer_id(&self) -> PeerId {
-        self.libp2p_keypair().public().to_peer_id()
+        self.peer_id
     }
 
     pub fn verifying_key(&self) -> VerifyingKey {
@@ -102,6 +114,12 @@ pub fn verify(signer: &PeerId, label: &[u8], msg: &[u8], sig: &[u8; 64]) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_peer_id_is_the_keypairs() {
+        let id = Identity::generate();
+        assert_eq!(id.peer_id(), id.libp2p_keypair().public().to_peer_id());
+    }
 
     #[test]
     fn sign_and_verify_with_peer_id() {

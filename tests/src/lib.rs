@@ -2,6 +2,7 @@
 //! kith-tests: multi-node scenarios on loopback. The scenarios live in `tests/`; this library
 //! holds what they share.
 
+pub mod bench;
 pub mod craft;
 pub mod images;
 pub mod mailbox_peer;

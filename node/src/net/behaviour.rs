@@ -138,8 +138,9 @@ pub fn build_swarm(
 /// gossipsub set up for kith: the application validates every message before it is forwarded;
 /// message ids are content hashes; messages carry no gossipsub signature or author (kith signs
 /// the envelope itself, so there is one signature per message); mesh sizes suit small groups;
-/// frames up to kith's own limit.
-fn gossip_config(
+/// frames up to kith's own limit. Public so that benchmarks can run bare gossipsub with the same
+/// settings.
+pub fn gossip_config(
 ) -> std::result::Result<gossipsub::Config, Box<dyn std::error::Error + Send + Sync>> {
     use sha2::Digest;
     let cfg = gossipsub::ConfigBuilder::default()

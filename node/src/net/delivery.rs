@@ -25,7 +25,9 @@ const RETRY_BASE: Duration = Duration::from_millis(500);
 impl EventLoop {
     /// Looks at the whole outbox and moves every due entry forward.
     pub(super) fn drive_outbox(&mut self) {
-        let items = match self.core.store.outbox_all() {
+        // Entries in flight are left alone until their request ends (answer, failure or
+        // timeout); their expiry is looked at then.
+        let items = match self.core.store.outbox_except(&self.in_flight_keys) {
             Ok(i) => i,
             Err(e) => {
                 tracing::error!("could not read the outbox: {e}");
@@ -48,13 +50,14 @@ impl EventLoop {
 
     /// Drives only `peer`'s entries.
     pub(super) fn drive_peer(&mut self, peer: PeerId) {
-        let items: Vec<(u64, OutboxItem)> = match self.core.store.outbox_all() {
-            Ok(i) => i.into_iter().filter(|(_, it)| it.to == peer).collect(),
-            Err(e) => {
-                tracing::error!("could not read the outbox: {e}");
-                return;
-            }
-        };
+        let items: Vec<(u64, OutboxItem)> =
+            match self.core.store.outbox_except(&self.in_flight_keys) {
+                Ok(i) => i.into_iter().filter(|(_, it)| it.to == peer).collect(),
+                Err(e) => {
+                    tracing::error!("could not read the outbox: {e}");
+                    return;
+                }
+            };
         if let Some(st) = self.peers.get_mut(&peer) {
             st.next_attempt = None;
         }
@@ -215,10 +218,11 @@ impl EventLoop {
         );
         self.peer_failed(peer, unreachable);
         // Not reachable within the deadline: deposit at its relays now.
-        let items: Vec<(u64, OutboxItem)> = match self.core.store.outbox_all() {
-            Ok(i) => i.into_iter().filter(|(_, it)| it.to == peer).collect(),
-            Err(_) => return,
-        };
+        let items: Vec<(u64, OutboxItem)> =
+            match self.core.store.outbox_except(&self.in_flight_keys) {
+                Ok(i) => i.into_iter().filter(|(_, it)| it.to == peer).collect(),
+                Err(_) => return,
+            };
         self.deposit_pending(peer, &items);
     }
 

@@ -689,15 +689,26 @@ async fn process_fetched(
     envelopes: Vec<Vec<u8>>,
 ) -> Vec<MessageId> {
     let mut done = vec![];
+    let mut drains = vec![];
     for bytes in envelopes {
         let Ok(env) = Envelope::decode(&bytes) else {
             continue;
         };
-        match crate::inbound::handle_frame(core, relay, super::codec::Frame::Envelope(bytes)).await
-        {
+        match crate::inbound::handle_fetched(core, relay, &bytes, &mut drains).await {
             Some(DmResponse::Accepted) | Some(DmResponse::Rejected { .. }) => done.push(env.id),
 
             None => break, // a store failure: stop, acknowledge nothing more, fetch again later
+        }
+    }
+    // The batch's texts are acknowledged only once they are on disk; then each stream is
+    // drained once (one delivered receipt for the batch).
+    if let Err(e) = core.store.flush().await {
+        tracing::error!("could not flush fetched envelopes: {e}");
+        return vec![];
+    }
+    for (sender, conv) in drains {
+        if let Err(e) = core.drain(&sender, &conv) {
+            tracing::error!(%sender, "could not drain fetched messages: {e}");
         }
     }
     done

@@ -101,6 +101,43 @@ impl Store {
         Ok(Deposit::Kept { expires_at })
     }
 
+    /// Keeps `entries` without quota checks, in one transaction: for benchmarks and tools that
+    /// fill a relay's mailboxes quickly. Peers' deposits go through [`Store::mailbox_deposit`].
+    /// Entries whose envelope does not parse, or whose id is already kept, are skipped.
+    pub fn mailbox_load(&self, entries: &[MailboxEntry]) -> Result<usize> {
+        let mut rows = vec![];
+        for e in entries {
+            let Ok(env) = Envelope::decode(&e.envelope) else {
+                continue;
+            };
+            let key = u64_key(&direct_prefix(&env.recipient), self.next_id()?);
+            rows.push((
+                id_key(&env.recipient, &e.id),
+                key,
+                enc(e)?,
+                e.depositor.to_bytes(),
+            ));
+        }
+        let _gate = super::tx_gate();
+        let n = (&self.mailbox, &self.mailbox_ids, &self.mailbox_depositors).transaction(
+            |(mb, ids, deps)| {
+                let mut n = 0;
+                for (ikey, key, value, dkey) in &rows {
+                    if ids.get(ikey)?.is_some() {
+                        continue;
+                    }
+                    mb.insert(key.as_slice(), value.as_slice())?;
+                    ids.insert(ikey.as_slice(), key.as_slice())?;
+                    let c = read_u64(deps.get(dkey)?) + 1;
+                    deps.insert(dkey.as_slice(), &c.to_be_bytes())?;
+                    n += 1;
+                }
+                Ok(n)
+            },
+        )?;
+        Ok(n)
+    }
+
     /// Up to `max` unexpired envelopes for `owner`, in deposit order, within the batch size;
     /// and whether more remain.
     pub fn mailbox_batch(

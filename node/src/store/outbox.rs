@@ -61,6 +61,24 @@ impl Store {
             .collect()
     }
 
+    /// Every outbox entry except those under `skip` (typically the ones in flight), in enqueue
+    /// order. Skipped entries are not decoded, so a large payload already on its way costs
+    /// nothing each time the outbox is looked at.
+    pub fn outbox_except(
+        &self,
+        skip: &std::collections::HashSet<u64>,
+    ) -> Result<Vec<(u64, OutboxItem)>> {
+        let mut out = vec![];
+        for r in self.outbox.iter() {
+            let (k, v) = r?;
+            let key = k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            if !skip.contains(&key) {
+                out.push((key, dec(&v)?));
+            }
+        }
+        Ok(out)
+    }
+
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()
     }
