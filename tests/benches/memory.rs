@@ -55,7 +55,7 @@ async fn child(kind: &str, n: usize) {
             let mut boot: Option<libp2p::Multiaddr> = None;
             for _ in 0..n {
                 let key = libp2p::identity::Keypair::generate_ed25519();
-                let mut sw = build_swarm(key, false, false).expect("swarm");
+                let mut sw = build_swarm(key, false, false, None).expect("swarm");
                 sw.listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
                     .expect("listen");
                 let peer = *sw.local_peer_id();
