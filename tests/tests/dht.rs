@@ -28,11 +28,24 @@ async fn a_record_is_found_after_its_owner_left() {
         "record {:?} lacks {addr}",
         rec.addrs
     );
+    // Bob leaves only once another peer confirmed storing his record: a node that goes away
+    // before its record left it cannot be found afterwards.
+    wait_for(WAIT, || async {
+        hb.net_info()
+            .await
+            .ok()?
+            .record_published
+            .filter(|s| *s >= rec.seq)
+    })
+    .await
+    .expect("bob's record was never confirmed stored by another peer");
     drop(hb);
     net.stop(b).await.unwrap();
     // Alice's own copy is not what answers: the boot and n1 nodes hold it too.
+    // A single query can come back empty while the routing tables still name bob (the node
+    // retries its lookups the same way); within the wait, the record is found.
     let n1 = net.handle(1).unwrap();
-    let found = n1.lookup(bob).await.unwrap();
+    let found = wait_for(WAIT, || async { n1.lookup(bob).await.ok().flatten() }).await;
     assert_eq!(found.map(|r| r.seq), Some(rec.seq));
     net.shutdown().await;
 }

@@ -317,6 +317,7 @@ impl EventLoop {
                 let _ = reply.send(NetInfo {
                     listen_addrs,
                     relays: self.relays.clone(),
+                    record_published: self.publisher.confirmed_seq,
                 });
             }
             Command::Peers { reply } => {

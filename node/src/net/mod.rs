@@ -93,6 +93,9 @@ pub struct NetInfo {
     /// Listen addresses with the `/p2p/` suffix.
     pub listen_addrs: Vec<Multiaddr>,
     pub relays: Vec<PeerId>,
+    /// The sequence number of the newest own record that another peer confirmed storing in
+    /// the DHT, if any yet.
+    pub record_published: Option<u64>,
 }
 
 /// One connected peer.

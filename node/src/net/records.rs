@@ -23,6 +23,8 @@ pub(super) struct Publisher {
     pub due: Option<Instant>,
     pub published_addrs: Vec<String>,
     pub in_flight: Option<QueryId>,
+    /// The sequence number of the newest record another peer confirmed storing.
+    pub confirmed_seq: Option<u64>,
 }
 
 /// A lookup in progress: the best valid record seen so far.
@@ -131,6 +133,7 @@ impl EventLoop {
         self.publisher.in_flight = None;
         if ok {
             tracing::debug!("peer record published");
+            self.publisher.confirmed_seq = Some(self.publisher.seq);
             self.schedule_publish(self.core.cfg.republish_every);
         } else {
             self.schedule_publish(REPUBLISH_RETRY);
