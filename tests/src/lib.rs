@@ -36,3 +36,25 @@ pub fn seed() -> u64 {
     println!("seed: {s} (set KITH_TEST_SEED={s} to replay)");
     s
 }
+
+/// Every file under `dir` whose raw bytes contain `needle` (a scan of a home for what must not
+/// be left readable there).
+pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -8,7 +8,7 @@ use kith_node::Handle;
 use kith_protocol::group::OpKind;
 use kith_protocol::status::Status;
 use kith_tests::relay_util::{add_relay, add_user};
-use kith_tests::{init_logs, wait_for, Harness, WAIT};
+use kith_tests::{files_containing, init_logs, wait_for, Harness, WAIT};
 
 async fn texts(h: &Handle, group: &str) -> Vec<String> {
     h.history(group, None)
@@ -183,27 +183,6 @@ async fn four_members_chat_remove_and_catch_up() {
     assert_eq!(got.iter().filter(|t| *t == "away b1").count(), 1);
     assert_eq!(got.len(), 4, "duplicates: {got:?}");
     net.shutdown().await;
-}
-
-/// Every file under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
-    let mut hits = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
-            {
-                hits.push(p);
-            }
-        }
-    }
-    hits
 }
 
 /// A group's disappearing timer is an admin's signed operation: a plain member cannot set it;

@@ -30,7 +30,7 @@ use kith_protocol::{Identity, MessageId, PeerId, Timestamp};
 use kith_tests::craft::far;
 use kith_tests::rawpeer::{framed, RawPeer};
 use kith_tests::relay_util::{add_relay, add_user};
-use kith_tests::{init_logs, seed, wait_for, Harness, WAIT};
+use kith_tests::{files_containing, init_logs, seed, wait_for, Harness, WAIT};
 use tokio::sync::broadcast;
 
 // ---------------------------------------------------------------------------------------------
@@ -122,25 +122,6 @@ async fn dropped(rx: &mut broadcast::Receiver<Event>, from: &PeerId, why: &str) 
         got.is_some(),
         "no drop from {from} with a reason containing '{why}'"
     );
-}
-
-/// Every file under `dir` whose raw bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut out = vec![];
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    out.push(p);
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The message with exactly `text` in `h`'s history with `target`.
