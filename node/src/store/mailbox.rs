@@ -1,4 +1,11 @@
 //! The relay's mailboxes: envelopes kept for offline recipients, bounded by quotas.
+//!
+//! Trees: `mailbox` (deposit order per recipient: `recipient prefix ‖ id` → entry),
+//! `mailbox_ids` (`recipient prefix ‖ message id` → mailbox key, for dedup and removal),
+//! `mailbox_depositors` (depositor → envelopes held), `mailbox_quota` (recipient prefix →
+//! envelopes and bytes held, so a deposit's quota check reads one key instead of the whole
+//! mailbox) and `mailbox_expiry` (`expires_at ‖ id key` → nothing, so a purge reads only what
+//! has expired). The last two are kept in the same transactions as the first three.
 
 use kith_protocol::envelope::Envelope;
 use kith_protocol::{MessageId, PeerId, Timestamp};
@@ -34,7 +41,113 @@ fn id_key(recipient: &PeerId, id: &MessageId) -> Vec<u8> {
     k
 }
 
+/// Envelopes and bytes held for one recipient, as stored in `mailbox_quota`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Held {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+impl Held {
+    fn read(v: Option<sled::IVec>) -> Held {
+        let Some(b) = v else {
+            return Held::default();
+        };
+        match (b.get(..8), b.get(8..16)) {
+            (Some(c), Some(n)) => Held {
+                count: c.try_into().map(u64::from_be_bytes).unwrap_or(0),
+                bytes: n.try_into().map(u64::from_be_bytes).unwrap_or(0),
+            },
+            _ => Held::default(),
+        }
+    }
+
+    fn to_bytes(self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.count.to_be_bytes());
+        b[8..].copy_from_slice(&self.bytes.to_be_bytes());
+        b
+    }
+}
+
+fn expiry_key(expires_at: Timestamp, ikey: &[u8]) -> Vec<u8> {
+    let mut k = expires_at.0.to_be_bytes().to_vec();
+    k.extend_from_slice(ikey);
+    k
+}
+
+type Trees = (
+    sled::transaction::TransactionalTree,
+    sled::transaction::TransactionalTree,
+    sled::transaction::TransactionalTree,
+    sled::transaction::TransactionalTree,
+    sled::transaction::TransactionalTree,
+);
+type TxResult<T> = sled::transaction::ConflictableTransactionResult<T, crate::Error>;
+
+/// Adds one kept envelope to the counters and the expiry index, inside a transaction.
+fn count_in(
+    (_, _, deps, quota, exp): &Trees,
+    prefix: &[u8],
+    ikey: &[u8],
+    entry: &MailboxEntry,
+) -> TxResult<()> {
+    let dkey = entry.depositor.to_bytes();
+    let n = read_u64(deps.get(&dkey)?) + 1;
+    deps.insert(dkey.as_slice(), &n.to_be_bytes())?;
+    let mut held = Held::read(quota.get(prefix)?);
+    held.count += 1;
+    held.bytes += entry.envelope.len() as u64;
+    quota.insert(prefix, &held.to_bytes())?;
+    exp.insert(expiry_key(entry.expires_at, ikey), &[])?;
+    Ok(())
+}
+
+/// Takes one removed envelope off the counters and the expiry index, inside a transaction.
+fn count_out(
+    (_, _, deps, quota, exp): &Trees,
+    prefix: &[u8],
+    ikey: &[u8],
+    entry: &MailboxEntry,
+) -> TxResult<()> {
+    let dkey = entry.depositor.to_bytes();
+    let n = read_u64(deps.get(&dkey)?).saturating_sub(1);
+    if n == 0 {
+        deps.remove(dkey.as_slice())?;
+    } else {
+        deps.insert(dkey.as_slice(), &n.to_be_bytes())?;
+    }
+    let mut held = Held::read(quota.get(prefix)?);
+    held.count = held.count.saturating_sub(1);
+    held.bytes = held.bytes.saturating_sub(entry.envelope.len() as u64);
+    if held.count == 0 {
+        quota.remove(prefix)?;
+    } else {
+        quota.insert(prefix, &held.to_bytes())?;
+    }
+    exp.remove(expiry_key(entry.expires_at, ikey))?;
+    Ok(())
+}
+
 impl Store {
+    fn mailbox_trees(
+        &self,
+    ) -> (
+        &sled::Tree,
+        &sled::Tree,
+        &sled::Tree,
+        &sled::Tree,
+        &sled::Tree,
+    ) {
+        (
+            &self.mailbox,
+            &self.mailbox_ids,
+            &self.mailbox_depositors,
+            &self.mailbox_quota,
+            &self.mailbox_expiry,
+        )
+    }
+
     /// Keeps a deposited envelope for its recipient, within the limits.
     pub fn mailbox_deposit(
         &self,
@@ -55,17 +168,13 @@ impl Store {
             return Ok(Deposit::Kept { expires_at });
         }
         let prefix = direct_prefix(&env.recipient);
-        let (mut count, mut bytes_held) = (0usize, 0usize);
-        for v in self.mailbox.scan_prefix(&prefix).values() {
-            let e: MailboxEntry = dec(&v?)?;
-            count += 1;
-            bytes_held += e.envelope.len();
-        }
-        if count >= limits.per_recipient_envelopes
-            || bytes_held + bytes.len() > limits.per_recipient_bytes
+        let held = Held::read(self.mailbox_quota.get(&prefix)?);
+        if held.count >= limits.per_recipient_envelopes as u64
+            || held.bytes + bytes.len() as u64 > limits.per_recipient_bytes as u64
         {
             return Ok(Deposit::Refused(format!(
-                "quota exceeded: the recipient's mailbox is full ({count} envelopes, {bytes_held} bytes)"
+                "quota exceeded: the recipient's mailbox is full ({} envelopes, {} bytes)",
+                held.count, held.bytes
             )));
         }
         let dkey = depositor.to_bytes();
@@ -86,18 +195,15 @@ impl Store {
         let key = u64_key(&prefix, self.next_id()?);
         let value = enc(&entry)?;
         let _gate = super::tx_gate();
-        (&self.mailbox, &self.mailbox_ids, &self.mailbox_depositors).transaction(
-            |(mb, ids, deps)| {
-                if ids.get(&ikey)?.is_some() {
-                    return Ok(());
-                }
-                mb.insert(key.as_slice(), value.as_slice())?;
-                ids.insert(ikey.as_slice(), key.as_slice())?;
-                let n = read_u64(deps.get(&dkey)?) + 1;
-                deps.insert(dkey.as_slice(), &n.to_be_bytes())?;
-                Ok(())
-            },
-        )?;
+        self.mailbox_trees().transaction(|t| {
+            let (mb, ids, ..) = t;
+            if ids.get(&ikey)?.is_some() {
+                return Ok(());
+            }
+            mb.insert(key.as_slice(), value.as_slice())?;
+            ids.insert(ikey.as_slice(), key.as_slice())?;
+            count_in(t, &prefix, &ikey, &entry)
+        })?;
         Ok(Deposit::Kept { expires_at })
     }
 
@@ -110,31 +216,25 @@ impl Store {
             let Ok(env) = Envelope::decode(&e.envelope) else {
                 continue;
             };
-            let key = u64_key(&direct_prefix(&env.recipient), self.next_id()?);
-            rows.push((
-                id_key(&env.recipient, &e.id),
-                key,
-                enc(e)?,
-                e.depositor.to_bytes(),
-            ));
+            let prefix = direct_prefix(&env.recipient);
+            let key = u64_key(&prefix, self.next_id()?);
+            rows.push((id_key(&env.recipient, &e.id), key, enc(e)?, prefix, e));
         }
         let _gate = super::tx_gate();
-        let n = (&self.mailbox, &self.mailbox_ids, &self.mailbox_depositors).transaction(
-            |(mb, ids, deps)| {
-                let mut n = 0;
-                for (ikey, key, value, dkey) in &rows {
-                    if ids.get(ikey)?.is_some() {
-                        continue;
-                    }
-                    mb.insert(key.as_slice(), value.as_slice())?;
-                    ids.insert(ikey.as_slice(), key.as_slice())?;
-                    let c = read_u64(deps.get(dkey)?) + 1;
-                    deps.insert(dkey.as_slice(), &c.to_be_bytes())?;
-                    n += 1;
+        let n = self.mailbox_trees().transaction(|t| {
+            let (mb, ids, ..) = t;
+            let mut n = 0;
+            for (ikey, key, value, prefix, e) in &rows {
+                if ids.get(ikey)?.is_some() {
+                    continue;
                 }
-                Ok(n)
-            },
-        )?;
+                mb.insert(key.as_slice(), value.as_slice())?;
+                ids.insert(ikey.as_slice(), key.as_slice())?;
+                count_in(t, prefix, ikey, e)?;
+                n += 1;
+            }
+            Ok(n)
+        })?;
         Ok(n)
     }
 
@@ -165,28 +265,22 @@ impl Store {
 
     /// Deletes acknowledged envelopes of `owner`. Returns how many were removed.
     pub fn mailbox_remove(&self, owner: &PeerId, ids: &[MessageId]) -> Result<usize> {
+        let prefix = direct_prefix(owner);
         let mut removed = 0;
         for id in ids {
             let ikey = id_key(owner, id);
             let _gate = super::tx_gate();
-            let r = (&self.mailbox, &self.mailbox_ids, &self.mailbox_depositors).transaction(
-                |(mb, idt, deps)| {
-                    let Some(k) = idt.remove(ikey.as_slice())? else {
-                        return Ok(false);
-                    };
-                    if let Some(v) = mb.remove(&k)? {
-                        let e: MailboxEntry = dec(&v).map_err(abort)?;
-                        let dkey = e.depositor.to_bytes();
-                        let n = read_u64(deps.get(&dkey)?).saturating_sub(1);
-                        if n == 0 {
-                            deps.remove(dkey.as_slice())?;
-                        } else {
-                            deps.insert(dkey.as_slice(), &n.to_be_bytes())?;
-                        }
-                    }
-                    Ok(true)
-                },
-            )?;
+            let r = self.mailbox_trees().transaction(|t| {
+                let (mb, idt, ..) = t;
+                let Some(k) = idt.remove(ikey.as_slice())? else {
+                    return Ok(false);
+                };
+                if let Some(v) = mb.remove(&k)? {
+                    let e: MailboxEntry = dec(&v).map_err(abort)?;
+                    count_out(t, &prefix, &ikey, &e)?;
+                }
+                Ok(true)
+            })?;
             if r {
                 removed += 1;
             }
@@ -196,25 +290,67 @@ impl Store {
 
     /// Purges expired envelopes. Returns how many were removed.
     pub fn mailbox_purge(&self, now: Timestamp) -> Result<usize> {
-        let mut expired: Vec<(PeerId, MessageId)> = vec![];
-        for v in self.mailbox.iter().values() {
-            let e: MailboxEntry = dec(&v?)?;
-            if e.expires_at <= now {
-                if let Ok(env) = Envelope::decode(&e.envelope) {
-                    expired.push((env.recipient, e.id));
-                }
-            }
-        }
+        // Everything that expired at or before `now`, oldest first, from the expiry index.
+        let end = expiry_key(Timestamp(now.0.saturating_add(1)), &[]);
         let mut n = 0;
-        for (owner, id) in expired {
-            n += self.mailbox_remove(&owner, &[id])?;
+        for k in self.mailbox_expiry.range(..end).keys() {
+            let k = k?;
+            let Some(ikey) = k.get(8..) else {
+                continue;
+            };
+            n += self.mailbox_remove_key(ikey, &k)?;
         }
         Ok(n)
     }
 
+    /// Removes the envelope under `ikey` (recipient prefix ‖ message id) and its expiry entry
+    /// `ekey`, even if the entry it points to is gone.
+    fn mailbox_remove_key(&self, ikey: &[u8], ekey: &[u8]) -> Result<usize> {
+        let _gate = super::tx_gate();
+        let r = self.mailbox_trees().transaction(|t| {
+            let (mb, idt, .., exp) = t;
+            exp.remove(ekey)?;
+            let Some(k) = idt.remove(ikey)? else {
+                return Ok(0);
+            };
+            let Some(v) = mb.remove(&k)? else {
+                return Ok(0);
+            };
+            let e: MailboxEntry = dec(&v).map_err(abort)?;
+            let Some(prefix) = ikey.get(..ikey.len().saturating_sub(e.id.0.len())) else {
+                return Ok(0);
+            };
+            count_out(t, prefix, ikey, &e)?;
+            Ok(1)
+        })?;
+        Ok(r)
+    }
+
+    /// Rebuilds the per-recipient counters and the expiry index from the kept envelopes (the
+    /// migration to schema 3, which added them).
+    pub(crate) fn mailbox_reindex(&self) -> Result<()> {
+        self.mailbox_quota.clear()?;
+        self.mailbox_expiry.clear()?;
+        for kv in self.mailbox_ids.iter() {
+            let (ikey, key) = kv?;
+            let Some(v) = self.mailbox.get(&key)? else {
+                continue;
+            };
+            let e: MailboxEntry = dec(&v)?;
+            let prefix = &ikey[..ikey.len().saturating_sub(e.id.0.len())];
+            let mut held = Held::read(self.mailbox_quota.get(prefix)?);
+            held.count += 1;
+            held.bytes += e.envelope.len() as u64;
+            self.mailbox_quota.insert(prefix, &held.to_bytes())?;
+            self.mailbox_expiry
+                .insert(expiry_key(e.expires_at, &ikey), &[])?;
+        }
+        Ok(())
+    }
+
     /// Number of envelopes held for `owner`.
     pub fn mailbox_len(&self, owner: &PeerId) -> usize {
-        self.mailbox.scan_prefix(direct_prefix(owner)).count()
+        Held::read(self.mailbox_quota.get(direct_prefix(owner)).ok().flatten()).count as usize
     }
 
     /// Number of envelopes held for everyone.
@@ -222,3 +358,7 @@ impl Store {
         self.mailbox.len()
     }
 }
+
+#[cfg(test)]
+#[path = "mailbox_tests.rs"]
+mod tests;

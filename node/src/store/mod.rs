@@ -55,8 +55,10 @@ fn flush_gate() -> std::sync::RwLockReadGuard<'static, ()> {
 }
 
 /// The schema version this kith writes. Version 2 added images (message, outbox, pending group
-/// message and blob records); version 1 stores came only from pre-release builds.
-pub const SCHEMA_VERSION: u32 = 2;
+/// message and blob records); version 1 stores came only from pre-release builds. Version 3
+/// added the relay's per-recipient mailbox counters and expiry index (built from the kept
+/// envelopes when a version-2 store is opened).
+pub const SCHEMA_VERSION: u32 = 3;
 /// The oldest schema version this kith can open (migrating it forward if older than
 /// [`SCHEMA_VERSION`]).
 const OLDEST_MIGRATABLE: u32 = 2;
@@ -82,6 +84,8 @@ pub struct Store {
     mailbox: sled::Tree,
     mailbox_ids: sled::Tree,
     mailbox_depositors: sled::Tree,
+    mailbox_quota: sled::Tree,
+    mailbox_expiry: sled::Tree,
     groups: sled::Tree,
     sender_keys: sled::Tree,
     group_out: sled::Tree,
@@ -129,6 +133,8 @@ impl Store {
             mailbox: t("mailbox")?,
             mailbox_ids: t("mailbox_ids")?,
             mailbox_depositors: t("mailbox_depositors")?,
+            mailbox_quota: t("mailbox_quota")?,
+            mailbox_expiry: t("mailbox_expiry")?,
             groups: t("groups")?,
             sender_keys: t("sender_keys")?,
             group_out: t("group_out")?,
@@ -177,7 +183,14 @@ impl Store {
                     });
                 }
                 // Versions from OLDEST_MIGRATABLE up to SCHEMA_VERSION are migrated here, one
-                // step at a time (none yet).
+                // step at a time, each step durable before the version says it is done.
+                if found < 3 {
+                    self.mailbox_reindex()?;
+                    self.flush_blocking()?;
+                    self.meta.insert(SCHEMA_KEY, &3u32.to_be_bytes())?;
+                    self.flush_blocking()?;
+                    tracing::info!(path = %self.path.display(), "store migrated to schema 3");
+                }
                 Ok(())
             }
         }
