@@ -74,6 +74,15 @@ impl PeerRecord {
     /// Decodes and validates a signed record: size, signature, key matching the PeerId,
     /// the expected owner (when known), shape limits and expiry.
     pub fn verify(bytes: &[u8], expected: Option<&PeerId>, now: Timestamp) -> Result<PeerRecord> {
+        let rec = PeerRecord::verify_signed(bytes, expected)?;
+        rec.check_time(now)?;
+        Ok(rec)
+    }
+
+    /// The checks of [`PeerRecord::verify`] that do not depend on the time: size, encoding,
+    /// version, owner, signature and shape. A record that passed them needs only
+    /// [`PeerRecord::check_time`] when it is read again.
+    pub fn verify_signed(bytes: &[u8], expected: Option<&PeerId>) -> Result<PeerRecord> {
         if bytes.len() > MAX_RECORD_BYTES {
             return Err(Error::Oversized {
                 got: bytes.len(),
@@ -97,13 +106,19 @@ impl PeerRecord {
             .map_err(|_| Error::BadSignature)?;
         identity::verify(&rec.peer_id, RECORD_LABEL, &signed.record, &sig)?;
         rec.check_shape()?;
-        if rec.expires_at <= now {
+        Ok(rec)
+    }
+
+    /// The time checks of [`PeerRecord::verify`]: not expired, not issued in the future, not
+    /// valid for longer than a record may be.
+    pub fn check_time(&self, now: Timestamp) -> Result<()> {
+        if self.expires_at <= now {
             return Err(Error::Expired);
         }
-        if rec.issued_at.0 > now.0.saturating_add(RECORD_SKEW_MS) {
+        if self.issued_at.0 > now.0.saturating_add(RECORD_SKEW_MS) {
             return Err(Error::Malformed("record issued in the future".into()));
         }
-        if rec.expires_at.0
+        if self.expires_at.0
             > now
                 .0
                 .saturating_add(MAX_RECORD_LIFETIME_MS + RECORD_SKEW_MS)
@@ -112,7 +127,7 @@ impl PeerRecord {
                 "record expiry too far in the future".into(),
             ));
         }
-        Ok(rec)
+        Ok(())
     }
 
     fn check_shape(&self) -> Result<()> {

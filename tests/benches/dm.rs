@@ -8,8 +8,12 @@
 //! watches every message); throughput is messages over wall time. One at a time and
 //! 64 in flight, for texts of 256 B, 4 KiB and 64 KiB.
 //!
+//! Attribution: every row also runs a second pair of kith nodes whose stores are in memory
+//! (/dev/shm), where a disk sync costs next to nothing.
+//!
 //! Run: `cargo bench -p kith-tests --bench dm` (or the built binary; `KITH_BENCH_QUICK=1`
-//! sends a tenth of the messages).
+//! sends a tenth of the messages; `KITH_BENCH_PROFILE=N` sends only N 256 B messages one at a
+//! time between the in-memory pair, for a profiler).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -188,15 +192,44 @@ async fn collect(start: Instant, tasks: Vec<tokio::task::JoinHandle<(Samples, us
     }
 }
 
-async fn bench() {
-    let mut net = Harness::new().expect("harness");
+/// Two kith nodes of `net`, alice and bob; alice has sent bob four
+/// warm-up messages (the lookup of bob's record and the connection).
+async fn pair(net: &mut Harness) -> (Handle, String) {
     let b = net.add("bob").await.expect("bob");
     let a = net.add("alice").await.expect("alice");
     let ha = net.handle(a).expect("alice runs");
     let bob = net.peer_id(b).to_string();
-    // Warm-up: the lookup of bob's record and the connection.
     let w = kith_run(&ha, &bob, 256, 4, 1, 1 << 40).await;
     assert_eq!(w.failed, 0, "kith warm-up failed");
+    (ha, bob)
+}
+
+async fn bench() {
+    let mut net = Harness::new().expect("harness");
+    let (ha, bob) = pair(&mut net).await;
+    // Attribution: the same pair with its stores in memory (tmpfs), where a disk sync costs
+    // next to nothing. The difference to the pair on disk is what kith's syncs cost.
+    let shm = std::path::Path::new("/dev/shm");
+    let mut mem = if shm.is_dir() {
+        Harness::new_in(shm).expect("harness")
+    } else {
+        Harness::new().expect("harness")
+    };
+    let (ma, mbob) = pair(&mut mem).await;
+    if let Some(n) = std::env::var("KITH_BENCH_PROFILE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        // Only the in-memory pair, 256 B, one at a time: a steady load to attach a profiler to.
+        let m = kith_run(&ma, &mbob, 256, n, 1, 1 << 44).await;
+        println!(
+            "profile run: {n} messages, {:.0} msg/s, p50 {} ms, {} failed",
+            m.rate(),
+            ms(m.lat.pct(50.0)),
+            m.failed
+        );
+        return;
+    }
 
     let srv = BareNode::start(
         Roles {
@@ -224,8 +257,8 @@ async fn bench() {
     assert_eq!(w.failed, 0, "baseline warm-up failed");
 
     println!("\n## 1:1 messages (kith vs bare request-response echo)\n");
-    println!("| payload | in flight | msgs | kith msg/s | base msg/s | ratio | kith p50 ms | base p50 ms | ratio | kith p99 ms | base p99 ms | ratio | kith failed |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| payload | in flight | msgs | kith msg/s | base msg/s | ratio | kith p50 ms | base p50 ms | ratio | kith p99 ms | base p99 ms | ratio | kith failed | kith in memory msg/s | ratio | kith in memory p50 ms | ratio |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     let mut tag = 0u64;
     for size in SIZES {
         let (serial, parallel) = counts(size);
@@ -233,10 +266,12 @@ async fn bench() {
             tag += 1 << 32;
             let k = kith_run(&ha, &bob, size, n, conc, tag).await;
             let base = bare_run(&cli, srv.peer_id, size, n, conc).await;
+            let m = kith_run(&ma, &mbob, size, n, conc, tag).await;
+            let m50 = m.lat.pct(50.0);
             let (k50, b50) = (k.lat.pct(50.0), base.lat.pct(50.0));
             let (k99, b99) = (k.lat.pct(99.0), base.lat.pct(99.0));
             println!(
-                "| {size} B | {conc} | {n} | {:.0} | {:.0} | {:.2} | {} | {} | {:.2} | {} | {} | {:.2} | {} |",
+                "| {size} B | {conc} | {n} | {:.0} | {:.0} | {:.2} | {} | {} | {:.2} | {} | {} | {:.2} | {} | {:.0} | {:.2} | {} | {:.2} |",
                 k.rate(),
                 base.rate(),
                 ratio_higher(k.rate(), base.rate()),
@@ -246,12 +281,17 @@ async fn bench() {
                 ms(k99),
                 ms(b99),
                 ratio_lower(k99.as_secs_f64(), b99.as_secs_f64()),
-                k.failed,
+                k.failed + m.failed,
+                m.rate(),
+                ratio_higher(m.rate(), base.rate()),
+                ms(m50),
+                ratio_lower(m50.as_secs_f64(), b50.as_secs_f64()),
             );
             assert_eq!(base.failed, 0, "baseline requests failed");
         }
     }
     net.shutdown().await;
+    mem.shutdown().await;
 }
 
 fn main() {

@@ -99,9 +99,20 @@ impl Store {
                     arrived: now,
                 },
             };
-            Some(enc(&h)?)
+            enc(&h)?
         } else {
-            None
+            // Nothing to hold (receipts, group operations, keys): recording the id is one
+            // compare-and-swap, which costs sled less than a transaction (a transaction
+            // writes sled's log buffer out before and after it).
+            let first = self.seen.compare_and_swap(
+                p.id.0,
+                None as Option<&[u8]>,
+                Some(&now.0.to_be_bytes()[..]),
+            )?;
+            return Ok(match first {
+                Ok(()) => Accepted::New,
+                Err(_) => Accepted::Replay,
+            });
         };
         let _gate = super::tx_gate();
         let r = (&self.seen, &self.held).transaction(|(seen, held_t)| {
@@ -109,9 +120,7 @@ impl Store {
                 return Ok(Accepted::Replay);
             }
             seen.insert(&p.id.0, &now.0.to_be_bytes())?;
-            if let Some(h) = &held {
-                held_t.insert(held_key.as_slice(), h.as_slice())?;
-            }
+            held_t.insert(held_key.as_slice(), held.as_slice())?;
             Ok(Accepted::New)
         })?;
         Ok(r)

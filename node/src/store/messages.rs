@@ -305,17 +305,12 @@ impl Store {
             Some(g) => self.group(&g)?.map(|r| r.state.members),
             None => None,
         };
-        let _gate = super::tx_gate();
-        let res = self.messages.transaction(|messages| {
-            let Some(v) = messages.get(&key)? else {
-                return Ok(None);
-            };
-            let mut m: StoredMessage = dec(&v).map_err(abort)?;
+        self.update_message(&key, |m| {
             let Some(cur) = m.receipts.get(member).copied() else {
-                return Ok(None);
+                return false;
             };
             let Some(next) = cur.advance(to) else {
-                return Ok(None);
+                return false;
             };
             m.receipts.insert(*member, next);
             if let Some(s) = m
@@ -324,10 +319,36 @@ impl Store {
             {
                 m.status = s;
             }
-            messages.insert(&key, enc(&m).map_err(abort)?)?;
-            Ok(Some(m))
-        })?;
-        Ok(res)
+            true
+        })
+    }
+
+    /// Read-modify-write of one stored message: `change` edits it and says whether it changed.
+    /// A compare-and-swap on the exact bytes read, repeated if the record changed meanwhile; for
+    /// one record this costs sled less than a transaction, which writes sled's log buffer out
+    /// before and after it. Returns the message as written, if it changed.
+    fn update_message(
+        &self,
+        key: &[u8],
+        mut change: impl FnMut(&mut StoredMessage) -> bool,
+    ) -> Result<Option<StoredMessage>> {
+        loop {
+            let Some(v) = self.messages.get(key)? else {
+                return Ok(None);
+            };
+            let mut m: StoredMessage = dec(&v)?;
+            if !change(&mut m) {
+                return Ok(None);
+            }
+            let new = enc(&m)?;
+            if self
+                .messages
+                .compare_and_swap(key, Some(&v), Some(new))?
+                .is_ok()
+            {
+                return Ok(Some(m));
+            }
+        }
     }
 
     /// Stores an outgoing group message and what is needed to deliver it, in one transaction.
@@ -530,25 +551,16 @@ impl Store {
         let Some(key) = self.msg_index.get(id.0)? else {
             return Ok(None);
         };
-        let _gate = super::tx_gate();
-        let res = self.messages.transaction(|messages| {
-            let Some(v) = messages.get(&key)? else {
-                return Ok(None);
-            };
-            let mut m: StoredMessage = dec(&v).map_err(abort)?;
-            match m.status.advance(to) {
-                Some(s) => {
-                    m.status = s;
-                    if s == Status::Failed {
-                        m.reason = reason.map(str::to_string);
-                    }
-                    messages.insert(&key, enc(&m).map_err(abort)?)?;
-                    Ok(Some(m))
+        self.update_message(&key, |m| match m.status.advance(to) {
+            Some(s) => {
+                m.status = s;
+                if s == Status::Failed {
+                    m.reason = reason.map(str::to_string);
                 }
-                None => Ok(None),
+                true
             }
-        })?;
-        Ok(res)
+            None => false,
+        })
     }
 
     /// Applies a signed receipt from `signer`: only messages that `signer` was the recipient of

@@ -106,6 +106,11 @@ impl Store {
             OutKind::Message => self.msg_index.get(item.id.0)?,
             _ => None,
         };
+        if msg_key.is_none() {
+            // A receipt or control item (or a message whose record is gone): only the outbox
+            // entry changes, and one removal needs no transaction.
+            return Ok(self.outbox.remove(key.to_be_bytes())?.map(|_| (item, None)));
+        }
         let _gate = super::tx_gate();
         let changed = (&self.outbox, &self.messages).transaction(|(outbox, messages)| {
             if outbox.remove(&key.to_be_bytes())?.is_none() {
