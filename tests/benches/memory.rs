@@ -8,6 +8,10 @@
 //! dialling the first node, driven by a task) and kith's sled store alone (`Store::open`).
 //!
 //! Run: `cargo bench -p kith-tests --bench memory [COUNTS...]` (default `10 50 100`).
+//!
+//! Heap attribution: `KITH_BENCH_EXIT_AT_MEASURE=1 heaptrack target/release/deps/memory-HASH
+//! --child kith 50` exits at the measurement point, so heaptrack's "leaked" allocations are
+//! what the idle nodes hold.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -94,6 +98,10 @@ async fn child(kind: &str, n: usize) {
     tokio::time::sleep(IDLE).await;
     let after = rss_kib();
     println!("rss {before} {after}");
+    if std::env::var_os("KITH_BENCH_EXIT_AT_MEASURE").is_some() {
+        // For a heap profiler: everything still allocated at exit is what the idle nodes hold.
+        std::process::exit(0);
+    }
     drop(keep_bare);
     keep_tasks.iter().for_each(|t| t.abort());
     if let Some(net) = keep_kith {
