@@ -266,25 +266,26 @@ impl Store {
     /// Deletes acknowledged envelopes of `owner`. Returns how many were removed.
     pub fn mailbox_remove(&self, owner: &PeerId, ids: &[MessageId]) -> Result<usize> {
         let prefix = direct_prefix(owner);
-        let mut removed = 0;
-        for id in ids {
-            let ikey = id_key(owner, id);
-            let _gate = super::tx_gate();
-            let r = self.mailbox_trees().transaction(|t| {
-                let (mb, idt, ..) = t;
+        let ikeys: Vec<Vec<u8>> = ids.iter().map(|id| id_key(owner, id)).collect();
+        // One transaction for the whole acknowledgement (at most MAX_ACK_IDS ids): sled
+        // writes its log buffer out around every transaction, so one per id made a drain pay
+        // that for every envelope.
+        let _gate = super::tx_gate();
+        let removed = self.mailbox_trees().transaction(|t| {
+            let (mb, idt, ..) = t;
+            let mut removed = 0;
+            for ikey in &ikeys {
                 let Some(k) = idt.remove(ikey.as_slice())? else {
-                    return Ok(false);
+                    continue;
                 };
                 if let Some(v) = mb.remove(&k)? {
                     let e: MailboxEntry = dec(&v).map_err(abort)?;
-                    count_out(t, &prefix, &ikey, &e)?;
+                    count_out(t, &prefix, ikey, &e)?;
                 }
-                Ok(true)
-            })?;
-            if r {
                 removed += 1;
             }
-        }
+            Ok(removed)
+        })?;
         Ok(removed)
     }
 
