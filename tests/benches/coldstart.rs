@@ -219,11 +219,18 @@ async fn parent(n: usize) {
     for (label, src) in [(0, &empty), (n, &full)] {
         let (mut ks, mut ka, mut kd, mut bs, mut bd) = (vec![], vec![], vec![], vec![], vec![]);
         for r in 0..RUNS {
-            let work = net.dir().join(format!("run-{label}-{r}"));
-            copy_dir(src, &work);
+            // Each side opens a copy of its own: a store another process has just opened and
+            // closed is in a different state (sled recovered it and wrote it back), and opens
+            // several times faster than the copy did.
+            let (work_k, work_b) = (
+                net.dir().join(format!("run-{label}-{r}-kith")),
+                net.dir().join(format!("run-{label}-{r}-bare")),
+            );
+            copy_dir(src, &work_k);
+            copy_dir(src, &work_b);
             let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-            let w = work.to_string_lossy().to_string();
-            let db = work.join(home::STORE_DIR).to_string_lossy().to_string();
+            let w = work_k.to_string_lossy().to_string();
+            let db = work_b.join(home::STORE_DIR).to_string_lossy().to_string();
             let kith_args = args(&["--child", "kith", &w, &boot]);
             let bare_args = args(&["--child", "bare", &db, &echo.addr.to_string()]);
             // Alternate which goes first, so neither always meets a warmer page cache.
@@ -246,7 +253,8 @@ async fn parent(n: usize) {
             } else {
                 (outs[1].clone(), outs[0].clone())
             };
-            let _ = std::fs::remove_dir_all(&work);
+            let _ = std::fs::remove_dir_all(&work_k);
+            let _ = std::fs::remove_dir_all(&work_b);
             let (Some(d1), Some(d2)) = (at(&k, "delivered"), at(&b, "delivered")) else {
                 eprintln!("a run failed: kith {k:?} baseline {b:?}");
                 continue;
