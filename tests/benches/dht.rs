@@ -168,7 +168,7 @@ where
 }
 
 /// Worker side: answers `lookup LOOKER TARGET` with `lookup(looker, target)`.
-async fn serve_lookups<F, Fut>(cmds: mpsc::UnboundedReceiver<String>, lookup: F)
+async fn serve_lookups<F, Fut>(cmds: mpsc::Receiver<String>, lookup: F)
 where
     F: Fn(usize, PeerId) -> Fut,
     Fut: std::future::Future<Output = Option<GetOutcome>>,

@@ -27,6 +27,8 @@ use super::bare::{Arrival, BareNode, Roles};
 
 /// Nodes per worker process, unless `KITH_BENCH_PER_WORKER` says otherwise.
 pub const PER_WORKER: usize = 50;
+/// Lines queued between a pipe's reader task and its consumer.
+const LINES_CAPACITY: usize = 1024;
 /// How long a child may take to answer one command.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a child may take to start its nodes.
@@ -143,13 +145,13 @@ static STDIN_CLOSED: AtomicBool = AtomicBool::new(false);
 
 /// Child side: the parent's command lines, read from stdin from now on. The channel closes
 /// when stdin does; the nodes' start loops then stop early too.
-pub fn commands() -> mpsc::UnboundedReceiver<String> {
+pub fn commands() -> mpsc::Receiver<String> {
     sample_fds();
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(LINES_CAPACITY);
     tokio::spawn(async move {
         let mut lines = BufReader::new(tokio::io::stdin()).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            if tx.send(line).is_err() {
+            if tx.send(line).await.is_err() {
                 break;
             }
         }
@@ -164,7 +166,7 @@ fn stdin_closed() -> bool {
 
 /// Child side: answers the [`commands`] until stdin closes. `fds` is answered here
 /// (`fds PEAK`); every other line goes to `handle`, whose answer is printed.
-pub async fn serve<F, Fut>(mut commands: mpsc::UnboundedReceiver<String>, mut handle: F)
+pub async fn serve<F, Fut>(mut commands: mpsc::Receiver<String>, mut handle: F)
 where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = String>,
@@ -220,7 +222,7 @@ pub async fn start_bare(
 pub struct Worker {
     child: Child,
     stdin: Option<ChildStdin>,
-    lines: mpsc::UnboundedReceiver<String>,
+    lines: mpsc::Receiver<String>,
     /// The nodes it runs.
     pub nodes: std::ops::Range<usize>,
 }
@@ -251,7 +253,7 @@ impl Worker {
             .stdout
             .take()
             .ok_or_else(|| std::io::Error::other("no stdout"))?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(LINES_CAPACITY);
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(l)) = lines.next_line().await {
@@ -261,7 +263,7 @@ impl Worker {
                     }
                     (Some(_), None) => {}
                     (None, _) => {
-                        if tx.send(l).is_err() {
+                        if tx.send(l).await.is_err() {
                             return;
                         }
                     }
