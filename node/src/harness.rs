@@ -73,12 +73,19 @@ impl Harness {
         })
     }
 
+    /// Makes `addrs` the bootstrap of every node started from now on, instead of the first node
+    /// added (a node in another process, say). An empty list restores the default.
+    pub fn set_bootstrap(&mut self, addrs: Vec<Multiaddr>) {
+        self.bootstrap = addrs;
+    }
+
     /// The directory that holds every node's home.
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
     }
 
-    /// Creates and starts a node. The first node added becomes everyone's bootstrap node.
+    /// Creates and starts a node. The first node added becomes everyone's bootstrap node,
+    /// unless [`Harness::set_bootstrap`] named one.
     pub async fn add(&mut self, name: &str) -> Result<usize> {
         self.add_with(name, Box::new(|b| b)).await
     }

@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::SharedClock;
 use crate::events::{Event, EVENT_CAPACITY};
-use crate::net::{Command, NetInfo, PeersInfo, COMMAND_CAPACITY};
+use crate::net::{Command, LookupOutcome, NetInfo, PeersInfo, COMMAND_CAPACITY};
 use crate::store::{Contact, Conv, Store, StoredMessage};
 use crate::{home, Config, Error, Result};
 
@@ -207,6 +207,12 @@ impl Handle {
     /// Looks `peer`'s record up in the DHT: a fresh query whose answer is the valid record with
     /// the highest sequence number seen.
     pub async fn lookup(&self, peer: PeerId) -> Result<Option<kith_protocol::record::PeerRecord>> {
+        Ok(self.lookup_with_stats(peer).await?.0)
+    }
+
+    /// [`Handle::lookup`], with Kademlia's statistics of the query (requests sent, answered,
+    /// failed, duration). A lookup of a peer already being looked up joins that query.
+    pub async fn lookup_with_stats(&self, peer: PeerId) -> Result<LookupOutcome> {
         self.ask(|reply| Command::Lookup { peer, reply }).await
     }
 

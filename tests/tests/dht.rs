@@ -22,6 +22,14 @@ async fn a_record_is_found_after_its_owner_left() {
         .await
         .expect("record found");
     assert_eq!(rec.peer_id, bob);
+    // The same lookup with Kademlia's statistics: the query asked at least one peer.
+    let (again, stats) = ha.lookup_with_stats(bob).await.unwrap();
+    assert_eq!(again.map(|r| r.peer_id), Some(bob));
+    assert!(stats.requests >= 1, "{stats:?}");
+    assert!(
+        stats.successes + stats.failures <= stats.requests,
+        "{stats:?}"
+    );
     let addr = hb.net_info().await.unwrap().listen_addrs[0].to_string();
     assert!(
         addr.starts_with(&rec.addrs[0]),

@@ -563,9 +563,12 @@ impl EventLoop {
     fn on_kad_event(&mut self, ev: kad::Event) {
         match ev {
             kad::Event::OutboundQueryProgressed {
-                id, result, step, ..
+                id,
+                result,
+                step,
+                stats,
             } => match result {
-                QueryResult::GetRecord(r) => self.on_get_record(id, r, step.last),
+                QueryResult::GetRecord(r) => self.on_get_record(id, r, &stats, step.last),
                 QueryResult::PutRecord(r) if step.last || r.is_ok() => {
                     self.on_put_result(id, r.is_ok())
                 }

@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 
 pub(crate) use blobs::write_atomic;
 pub(crate) use event_loop::EventLoop;
+pub use records::{LookupOutcome, LookupStats};
 
 use codec::DmResponse;
 
@@ -59,7 +60,7 @@ pub(crate) enum Command {
     /// Look a peer's record up in the DHT (fresh query, highest valid sequence number).
     Lookup {
         peer: PeerId,
-        reply: oneshot::Sender<Option<kith_protocol::record::PeerRecord>>,
+        reply: oneshot::Sender<LookupOutcome>,
     },
     /// Subscribe to (or leave) a group's topic.
     GroupSubscribe { topic: String, on: bool },

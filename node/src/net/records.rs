@@ -8,6 +8,7 @@ use kith_protocol::PeerId;
 use libp2p::kad::{self, store::RecordStore, GetRecordOk, QueryId};
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
+use serde::Serialize;
 
 use super::event_loop::EventLoop;
 
@@ -27,11 +28,39 @@ pub(super) struct Publisher {
     pub confirmed_seq: Option<u64>,
 }
 
+/// Kademlia's statistics of one lookup query (`kad::QueryStats` when it ended).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LookupStats {
+    /// Requests the query sent to other peers (its "hops").
+    pub requests: u32,
+    /// Requests that were answered.
+    pub successes: u32,
+    /// Requests that failed or timed out.
+    pub failures: u32,
+    /// From the query's first request to its end; `None` if it never sent one.
+    pub duration: Option<Duration>,
+}
+
+impl From<&kad::QueryStats> for LookupStats {
+    fn from(s: &kad::QueryStats) -> LookupStats {
+        LookupStats {
+            requests: s.num_requests(),
+            successes: s.num_successes(),
+            failures: s.num_failures(),
+            duration: s.duration(),
+        }
+    }
+}
+
+/// What a lookup's waiter gets: the best valid record, and the query's statistics.
+pub type LookupOutcome = (Option<PeerRecord>, LookupStats);
+
 /// A lookup in progress: the best valid record seen so far.
 pub(super) struct Lookup {
     pub peer: PeerId,
     pub best: Option<(PeerRecord, Vec<u8>)>,
-    pub waiters: Vec<tokio::sync::oneshot::Sender<Option<PeerRecord>>>,
+    pub stats: LookupStats,
+    pub waiters: Vec<tokio::sync::oneshot::Sender<LookupOutcome>>,
 }
 
 /// Addresses worth publishing: not unspecified, without a `/p2p/` suffix.
@@ -182,7 +211,7 @@ impl EventLoop {
     pub(super) fn lookup_with(
         &mut self,
         peer: PeerId,
-        waiter: Option<tokio::sync::oneshot::Sender<Option<PeerRecord>>>,
+        waiter: Option<tokio::sync::oneshot::Sender<LookupOutcome>>,
     ) {
         if let Some(l) = self.lookups.values_mut().find(|l| l.peer == peer) {
             l.waiters.extend(waiter);
@@ -198,6 +227,7 @@ impl EventLoop {
             Lookup {
                 peer,
                 best: None,
+                stats: LookupStats::default(),
                 waiters: waiter.into_iter().collect(),
             },
         );
@@ -208,10 +238,12 @@ impl EventLoop {
         &mut self,
         id: QueryId,
         result: Result<GetRecordOk, kad::GetRecordError>,
+        stats: &kad::QueryStats,
         last: bool,
     ) {
         let now = self.core.clock.now();
         if let Some(l) = self.lookups.get_mut(&id) {
+            l.stats = stats.into();
             if let Ok(GetRecordOk::FoundRecord(found)) = &result {
                 match PeerRecord::verify(&found.record.value, Some(&l.peer), now) {
                     Ok(rec) => {
@@ -237,7 +269,7 @@ impl EventLoop {
         let peer = l.peer;
         self.peer_state(peer).lookup_started = None;
         for w in l.waiters {
-            let _ = w.send(l.best.as_ref().map(|(r, _)| r.clone()));
+            let _ = w.send((l.best.as_ref().map(|(r, _)| r.clone()), l.stats));
         }
         match l.best {
             Some((rec, signed)) => {

@@ -1,5 +1,5 @@
-//! Shared pieces of the benchmarks in `tests/benches/`: statistics, ratios, RSS, and bare
-//! libp2p nodes used as baselines ([`bare`]).
+//! Shared pieces of the benchmarks in `tests/benches/`: statistics, ratios, RSS, bare
+//! libp2p nodes used as baselines ([`bare`]), and worker processes ([`workers`]).
 //!
 //! Every benchmark runs its baseline in the same process and run as the kith figure, and
 //! reports a ratio oriented so that 1.0 means "as good as the baseline" and higher is better:
@@ -7,6 +7,7 @@
 
 pub mod bare;
 pub mod fanout;
+pub mod workers;
 
 use std::time::Duration;
 
