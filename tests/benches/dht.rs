@@ -29,7 +29,12 @@ use kith_tests::Harness;
 use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 
-const SETTLE: Duration = Duration::from_secs(5);
+/// How long a network of `n` nodes settles after the last node started, before the lookups:
+/// 5 s, and 100 ms per node beyond 50 (20 s at 200, 50 s at 500), because two cores take that
+/// long to work through the start-up queries and record publications of a large network.
+fn settle(n: usize) -> Duration {
+    Duration::from_millis(5_000 + 100 * n.saturating_sub(50) as u64)
+}
 
 fn lookups(n: usize) -> usize {
     if n <= 20 {
@@ -114,7 +119,7 @@ async fn kith_lookup(h: kith_node::Handle, target: PeerId) -> Option<GetOutcome>
     })
 }
 
-/// Runs the `pairs` after [`SETTLE`]: from node 0 with `local(target)`, from the others through
+/// Runs the `pairs` after [`settle`]: from node 0 with `local(target)`, from the others through
 /// the worker that runs them (`lookup LOOKER TARGET`).
 async fn run_lookups<F, Fut>(
     name: &str,
@@ -127,7 +132,7 @@ where
     F: FnMut(PeerId) -> Fut,
     Fut: std::future::Future<Output = Option<GetOutcome>>,
 {
-    tokio::time::sleep(SETTLE).await;
+    tokio::time::sleep(settle(w.peers.len())).await;
     let mut r = DhtResult {
         setup: started.elapsed(),
         ..Default::default()

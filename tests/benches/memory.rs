@@ -6,6 +6,9 @@
 //!
 //! Two more columns attribute kith's figure: kith's swarm alone (`build_swarm`, listening and
 //! dialling the first node, driven by a task) and kith's sled store alone (`Store::open`).
+//! The last columns give the CPU the idle nodes used over the same 10 s (user + system time of
+//! the child, from `/proc/self/stat`), per node and second: what bounds how many nodes two
+//! cores can run.
 //!
 //! Run: `cargo bench -p kith-tests --bench memory [COUNTS...]` (default `10 50 100`).
 //!
@@ -50,8 +53,10 @@ async fn child(kind: &str, n: usize) {
                     .expect("store")
                 })
                 .collect();
+            let cpu0 = bench::cpu_ms();
             tokio::time::sleep(IDLE).await;
             println!("rss {before} {}", rss_kib());
+            println!("cpu {}", bench::cpu_ms() - cpu0);
             drop(stores);
             return;
         }
@@ -95,9 +100,11 @@ async fn child(kind: &str, n: usize) {
             }
         }
     }
+    let cpu0 = bench::cpu_ms();
     tokio::time::sleep(IDLE).await;
     let after = rss_kib();
     println!("rss {before} {after}");
+    println!("cpu {}", bench::cpu_ms() - cpu0);
     if std::env::var_os("KITH_BENCH_EXIT_AT_MEASURE").is_some() {
         // For a heap profiler: everything still allocated at exit is what the idle nodes hold.
         std::process::exit(0);
@@ -109,8 +116,9 @@ async fn child(kind: &str, n: usize) {
     }
 }
 
-/// Runs a child and returns the KiB per node it measured.
-fn measure(kind: &str, n: usize) -> Option<f64> {
+/// Runs a child and returns the KiB per node it measured, and the CPU its nodes used while idle
+/// (µs per second per node).
+fn measure(kind: &str, n: usize) -> Option<(f64, f64)> {
     let out = std::process::Command::new(std::env::current_exe().ok()?)
         .args(["--child", kind, &n.to_string()])
         .output()
@@ -122,7 +130,12 @@ fn measure(kind: &str, n: usize) -> Option<f64> {
         .skip(1)
         .filter_map(|x| x.parse().ok())
         .collect();
-    Some((v.get(1)? - v.first()?) / n as f64)
+    let cpu: f64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu "))
+        .and_then(|c| c.trim().parse().ok())?;
+    let idle_us_per_s = cpu * 1e3 / IDLE.as_secs_f64() / n as f64;
+    Some(((v.get(1)? - v.first()?) / n as f64, idle_us_per_s))
 }
 
 fn main() {
@@ -139,16 +152,18 @@ fn main() {
         counts = vec![10, 50, 100];
     }
     println!("\n## memory per idle node (RSS delta / N, KiB)\n");
-    println!("| nodes | kith KiB/node | base (kad + gossipsub) KiB/node | ratio | kith swarm alone | kith store alone |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| nodes | kith KiB/node | base (kad + gossipsub) KiB/node | ratio | kith swarm alone | kith store alone | kith idle CPU µs/s per node | base idle CPU | ratio |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let nan = (f64::NAN, f64::NAN);
     for n in counts {
-        let k = measure("kith", n).unwrap_or(f64::NAN);
-        let b = measure("bare", n).unwrap_or(f64::NAN);
-        let sw = measure("swarm", n).unwrap_or(f64::NAN);
-        let st = measure("store", n).unwrap_or(f64::NAN);
+        let (k, kc) = measure("kith", n).unwrap_or(nan);
+        let (b, bc) = measure("bare", n).unwrap_or(nan);
+        let (sw, _) = measure("swarm", n).unwrap_or(nan);
+        let (st, _) = measure("store", n).unwrap_or(nan);
         println!(
-            "| {n} | {k:.0} | {b:.0} | {:.2} | {sw:.0} | {st:.0} |",
-            ratio_lower(k, b)
+            "| {n} | {k:.0} | {b:.0} | {:.2} | {sw:.0} | {st:.0} | {kc:.0} | {bc:.0} | {:.2} |",
+            ratio_lower(k, b),
+            ratio_lower(kc, bc),
         );
     }
 }
