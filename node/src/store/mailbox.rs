@@ -86,46 +86,52 @@ type Trees = (
 type TxResult<T> = sled::transaction::ConflictableTransactionResult<T, crate::Error>;
 
 /// Adds one kept envelope to the counters and the expiry index, inside a transaction.
-fn count_in(
-    (_, _, deps, quota, exp): &Trees,
-    prefix: &[u8],
-    ikey: &[u8],
-    entry: &MailboxEntry,
-) -> TxResult<()> {
-    let dkey = entry.depositor.to_bytes();
-    let n = read_u64(deps.get(&dkey)?) + 1;
-    deps.insert(dkey.as_slice(), &n.to_be_bytes())?;
-    let mut held = Held::read(quota.get(prefix)?);
-    held.count += 1;
-    held.bytes += entry.envelope.len() as u64;
-    quota.insert(prefix, &held.to_bytes())?;
-    exp.insert(expiry_key(entry.expires_at, ikey), &[])?;
-    Ok(())
+fn count_in(t: &Trees, prefix: &[u8], ikey: &[u8], entry: &MailboxEntry) -> TxResult<()> {
+    count(t, prefix, ikey, entry, true)
 }
 
 /// Takes one removed envelope off the counters and the expiry index, inside a transaction.
-fn count_out(
+fn count_out(t: &Trees, prefix: &[u8], ikey: &[u8], entry: &MailboxEntry) -> TxResult<()> {
+    count(t, prefix, ikey, entry, false)
+}
+
+/// The depositor's count, the recipient's counters and the expiry index, for one envelope
+/// kept (`add`) or removed. Counters at zero are removed.
+fn count(
     (_, _, deps, quota, exp): &Trees,
     prefix: &[u8],
     ikey: &[u8],
     entry: &MailboxEntry,
+    add: bool,
 ) -> TxResult<()> {
+    let step = |v: u64, by: u64| {
+        if add {
+            v.saturating_add(by)
+        } else {
+            v.saturating_sub(by)
+        }
+    };
     let dkey = entry.depositor.to_bytes();
-    let n = read_u64(deps.get(&dkey)?).saturating_sub(1);
-    if n == 0 {
-        deps.remove(dkey.as_slice())?;
-    } else {
-        deps.insert(dkey.as_slice(), &n.to_be_bytes())?;
-    }
-    let mut held = Held::read(quota.get(prefix)?);
-    held.count = held.count.saturating_sub(1);
-    held.bytes = held.bytes.saturating_sub(entry.envelope.len() as u64);
+    match step(read_u64(deps.get(&dkey)?), 1) {
+        0 => deps.remove(dkey.as_slice())?,
+        n => deps.insert(dkey.as_slice(), &n.to_be_bytes())?,
+    };
+    let old = Held::read(quota.get(prefix)?);
+    let held = Held {
+        count: step(old.count, 1),
+        bytes: step(old.bytes, entry.envelope.len() as u64),
+    };
     if held.count == 0 {
         quota.remove(prefix)?;
     } else {
         quota.insert(prefix, &held.to_bytes())?;
     }
-    exp.remove(expiry_key(entry.expires_at, ikey))?;
+    let ekey = expiry_key(entry.expires_at, ikey);
+    if add {
+        exp.insert(ekey, &[])?;
+    } else {
+        exp.remove(ekey)?;
+    }
     Ok(())
 }
 
