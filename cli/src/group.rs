@@ -97,8 +97,12 @@ fn human_group(g: &Value) -> String {
     } else {
         ""
     };
+    let timer = match g.get("timer_secs").and_then(Value::as_u64) {
+        Some(s) => format!(", messages disappear after {s} s"),
+        None => String::new(),
+    };
     format!(
-        "{}  {}  {}{left}",
+        "{}  {}  {}{timer}{left}",
         str_or_dash(g, "group_id"),
         shown_name(str_or_dash(g, "name")),
         members_line(g)

@@ -32,6 +32,8 @@ pub struct GroupView {
     pub admins: Vec<String>,
     pub left: bool,
     pub version: u64,
+    /// The group's disappearing timer in seconds, or `None` when messages stay.
+    pub timer_secs: Option<u64>,
 }
 
 impl From<&GroupRecord> for GroupView {
@@ -43,6 +45,7 @@ impl From<&GroupRecord> for GroupView {
             admins: r.state.admins.iter().map(|p| p.to_string()).collect(),
             left: r.left,
             version: r.state.version,
+            timer_secs: r.state.timer_secs,
         }
     }
 }

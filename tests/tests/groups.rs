@@ -228,6 +228,9 @@ async fn a_group_timer_is_set_by_admins_and_messages_vanish_everywhere() {
         })
         .await
         .expect("a member never applied the group timer");
+        let v = x.group_list().unwrap();
+        let v = v.iter().find(|v| v.group_id == gid).unwrap();
+        assert_eq!(v.timer_secs, Some(10), "the group view shows the timer");
     }
 
     let m = h[1].send_text(&gid, &token).await.unwrap();
