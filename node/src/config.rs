@@ -103,6 +103,8 @@ pub struct Config {
     pub(crate) fetch_every: Duration,
     pub(crate) faults: Arc<Faults>,
     pub(crate) max_image_bytes: u64,
+    /// Keep every signed receipt that arrives (the simulator's checker verifies them).
+    pub(crate) keep_receipts: bool,
     /// Simulated link cuts (tests and the simulator); `None` in production.
     pub(crate) partition: Option<crate::net::partition::Partition>,
 }
@@ -129,6 +131,7 @@ impl Config {
                 fetch_every: Duration::from_secs(30),
                 faults: Arc::new(Faults::default()),
                 max_image_bytes: kith_protocol::limits::MAX_BLOB_BYTES as u64,
+                keep_receipts: false,
                 partition: None,
             },
         }
@@ -229,6 +232,12 @@ impl ConfigBuilder {
     /// Largest file `send --image` accepts (16 MiB by default; at most the hard blob cap).
     pub fn max_image_bytes(mut self, n: u64) -> Self {
         self.cfg.max_image_bytes = n.min(kith_protocol::limits::MAX_BLOB_HARD_BYTES);
+        self
+    }
+    /// Keep every signed receipt that arrives, so that a checker can verify who signed each
+    /// status (off by default: the log grows with every receipt).
+    pub fn keep_receipts(mut self, on: bool) -> Self {
+        self.cfg.keep_receipts = on;
         self
     }
     /// sled's page cache size.

@@ -125,7 +125,8 @@ impl Harness {
             .mdns(false)
             .api(false)
             .clock(std::sync::Arc::new(self.clock.clone()))
-            .partition(self.partition.clone());
+            .partition(self.partition.clone())
+            .keep_receipts(true);
         b = (self.tweak)(b);
         b = (n.setup)(b);
         let cfg = b.build()?;

@@ -104,6 +104,9 @@ async fn process(
     // A receipt is applied before its id is recorded: applying is idempotent (statuses only
     // move forward), so a crash in between is mended by the sender's retry.
     if let Body::Receipt { kind, ids } = &p.body {
+        if let (true, Some(signed)) = (core.cfg.keep_receipts, &opened.signed_receipt) {
+            core.store.log_receipt(&p.id, signed)?;
+        }
         for m in core.store.apply_receipt(&p.sender, *kind, ids)? {
             let _ = core.events.send(Event::receipt(&m));
         }

@@ -227,6 +227,9 @@ pub fn seal_signed(
 pub struct Opened {
     pub envelope: Envelope,
     pub payload: Payload,
+    /// For a receipt, the signed payload as it arrived: anyone can check it again with
+    /// [`Payload::verify`], which is how a sender proves who confirmed its message.
+    pub signed_receipt: Option<Vec<u8>>,
 }
 
 /// Parses and checks only the outer header: size, version, recipient. Cheap; a node calls it
@@ -278,9 +281,12 @@ pub fn open(me: &Identity, env: Envelope) -> Result<Opened> {
             "payload id differs from envelope id".into(),
         ));
     }
+    let signed_receipt =
+        matches!(payload.body, crate::payload::Body::Receipt { .. }).then(|| signed.to_vec());
     Ok(Opened {
         envelope: env,
         payload,
+        signed_receipt,
     })
 }
 

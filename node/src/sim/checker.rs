@@ -9,12 +9,18 @@
 //! - a status is consistent with the recipients' stores: an outgoing message (or a group
 //!   member's entry of it) is `delivered` or `read` only if that recipient has it
 //!   (`receipt_without_message`); the sender still has its own copy (`lost_by_sender`);
+//! - every receipt the sender kept verifies as signed by its claimed signer
+//!   (`bad_receipt_signature`), names only messages that signer was sent
+//!   (`receipt_from_non_recipient`), and each `delivered` or `read` status is backed by such a
+//!   receipt, signed by that recipient, of at least that kind (`unsigned_receipt`). This needs
+//!   the receipt log (`keep_receipts`); a snapshot without one skips these rules;
 //! - no node but the sender and the intended recipients has the message (`shown_to_outsider`).
 
 use std::collections::HashMap;
 
+use kith_protocol::payload::{Body, Payload};
 use kith_protocol::status::Status;
-use kith_protocol::MessageId;
+use kith_protocol::{MessageId, PeerId};
 use serde::Serialize;
 
 use crate::store::StoredMessage;
@@ -37,8 +43,10 @@ pub struct SentMessage {
 #[derive(Clone, Debug, Default)]
 pub struct NodeSnapshot {
     pub name: String,
-    pub peer_id: Option<kith_protocol::PeerId>,
+    pub peer_id: Option<PeerId>,
     pub messages: Vec<StoredMessage>,
+    /// The signed receipts the node kept as they arrived; `None` when it kept none.
+    pub receipts: Option<Vec<Vec<u8>>>,
 }
 
 /// One broken rule.
@@ -95,6 +103,7 @@ pub fn check(seed: u64, sent: &[SentMessage], nodes: &[NodeSnapshot]) -> Finding
             detail,
         })
     };
+    let proofs = verify_receipts(&mut f, seed, &by_id, nodes);
     // copies[(node, id)] = incoming copies of a sent message at that node.
     let mut copies: HashMap<(usize, MessageId), Vec<&StoredMessage>> = HashMap::new();
     for (i, n) in nodes.iter().enumerate() {
@@ -159,6 +168,23 @@ pub fn check(seed: u64, sent: &[SentMessage], nodes: &[NodeSnapshot]) -> Finding
                 }
             });
             let acked = status.is_some_and(|st| st.reached(Status::Delivered));
+            if let (Some(st), Some(proofs)) = (status.filter(|_| acked), proofs.get(&s.from)) {
+                let signer = nodes.get(*r).and_then(|n| n.peer_id);
+                let proof = signer.and_then(|p| proofs.get(&(s.id, p)));
+                if !proof.is_some_and(|kind| kind.reached(st)) {
+                    v(
+                        &mut f,
+                        "unsigned_receipt",
+                        &s.id,
+                        vec![s.from, *r],
+                        format!(
+                            "the sender shows it {st} for {} with no receipt signed by {}",
+                            name(*r),
+                            name(*r)
+                        ),
+                    );
+                }
+            }
             match got {
                 [] => {
                     v(
@@ -211,6 +237,86 @@ pub fn check(seed: u64, sent: &[SentMessage], nodes: &[NodeSnapshot]) -> Finding
         }
     }
     f
+}
+
+/// The strongest status each signer confirmed for each message, per holding node, from the
+/// receipts the nodes kept; every receipt is verified again here. Nodes that kept no log are
+/// absent from the map.
+fn verify_receipts(
+    f: &mut Findings,
+    seed: u64,
+    by_id: &HashMap<MessageId, (usize, &SentMessage)>,
+    nodes: &[NodeSnapshot],
+) -> HashMap<usize, HashMap<(MessageId, PeerId), Status>> {
+    let index: HashMap<PeerId, usize> = nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| Some((n.peer_id?, i)))
+        .collect();
+    let mut out = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let Some(log) = &n.receipts else {
+            continue;
+        };
+        let mine: &mut HashMap<(MessageId, PeerId), Status> = out.entry(i).or_default();
+        for bytes in log {
+            let mut bad = |message: String, who: Vec<usize>, detail: String| {
+                f.report(Violation {
+                    kind: "bad_receipt_signature",
+                    message,
+                    nodes: who
+                        .into_iter()
+                        .map(|k| nodes.get(k).map_or(format!("#{k}"), |n| n.name.clone()))
+                        .collect(),
+                    seed,
+                    detail,
+                })
+            };
+            let p = match Payload::verify(bytes) {
+                Ok(p) => p,
+                Err(e) => {
+                    bad(
+                        "-".into(),
+                        vec![i],
+                        format!("{} kept a receipt: {e}", n.name),
+                    );
+                    continue;
+                }
+            };
+            let Body::Receipt { kind, ids } = p.body else {
+                bad(p.id.to_string(), vec![i], "not a receipt".into());
+                continue;
+            };
+            if Some(p.recipient) != n.peer_id {
+                bad(
+                    p.id.to_string(),
+                    vec![i],
+                    format!("{} kept a receipt addressed to another node", n.name),
+                );
+                continue;
+            }
+            let st = Status::from_receipt(kind);
+            let signer = index.get(&p.sender).copied();
+            for id in ids {
+                if let (Some((_, s)), Some(k)) = (by_id.get(&id), signer) {
+                    if !s.recipients.contains(&k) {
+                        f.report(Violation {
+                            kind: "receipt_from_non_recipient",
+                            message: id.to_string(),
+                            nodes: vec![n.name.clone(), nodes[k].name.clone()],
+                            seed,
+                            detail: format!("{} signed a receipt for it", nodes[k].name),
+                        });
+                    }
+                }
+                let e = mine.entry((id, p.sender)).or_insert(st);
+                if st.reached(*e) {
+                    *e = st;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The `p`-th percentile (0..=100) of `v`, nearest rank; 0 for no values.

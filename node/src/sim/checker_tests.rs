@@ -2,7 +2,8 @@
 //! The checker on hand-made stores: each rule caught, a clean run clean.
 
 use super::*;
-use kith_protocol::{PeerId, Timestamp};
+use kith_protocol::payload::{Conversation, ReceiptKind};
+use kith_protocol::{Identity, PeerId, Timestamp};
 
 fn msg(id: MessageId, from: PeerId, outgoing: bool, text: &str, at: u64) -> StoredMessage {
     StoredMessage {
@@ -29,6 +30,7 @@ fn msg(id: MessageId, from: PeerId, outgoing: bool, text: &str, at: u64) -> Stor
 }
 
 struct World {
+    ids: Vec<Identity>,
     peers: Vec<PeerId>,
     sent: Vec<SentMessage>,
     nodes: Vec<NodeSnapshot>,
@@ -36,7 +38,8 @@ struct World {
 
 /// Node 0 sends two messages to node 1; node 2 is a bystander.
 fn world() -> World {
-    let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+    let ids: Vec<Identity> = (0..3).map(|_| Identity::generate()).collect();
+    let peers: Vec<PeerId> = ids.iter().map(Identity::peer_id).collect();
     let sent: Vec<SentMessage> = (0..2)
         .map(|k| SentMessage {
             id: MessageId::random(),
@@ -51,6 +54,7 @@ fn world() -> World {
             name: format!("n{i}"),
             peer_id: Some(peers[i]),
             messages: vec![],
+            receipts: Some(vec![]),
         })
         .collect();
     for (k, s) in sent.iter().enumerate() {
@@ -61,7 +65,85 @@ fn world() -> World {
             .messages
             .push(msg(s.id, peers[0], false, &s.text, 1_010 + k as u64 * 10));
     }
-    World { peers, sent, nodes }
+    let all: Vec<MessageId> = sent.iter().map(|s| s.id).collect();
+    let r = receipt(&ids[1], peers[0], ReceiptKind::Delivered, all);
+    nodes[0].receipts = Some(vec![r]);
+    World {
+        ids,
+        peers,
+        sent,
+        nodes,
+    }
+}
+
+/// A receipt signed by `signer` for `ids`, addressed to `to`.
+fn receipt(signer: &Identity, to: PeerId, kind: ReceiptKind, ids: Vec<MessageId>) -> Vec<u8> {
+    Payload {
+        sender: signer.peer_id(),
+        recipient: to,
+        id: MessageId::random(),
+        conversation: Conversation::Direct,
+        seq: 0,
+        sent_at: Timestamp(1_000),
+        expires_at: None,
+        body: Body::Receipt { kind, ids },
+    }
+    .sign(signer)
+    .unwrap()
+}
+
+fn kinds(f: &Findings) -> Vec<&'static str> {
+    f.violations.iter().map(|v| v.kind).collect()
+}
+
+#[test]
+fn a_status_without_a_signed_receipt_is_a_violation() {
+    let mut w = world();
+    // The log lacks the receipts: both delivered statuses are unbacked.
+    w.nodes[0].receipts = Some(vec![]);
+    let f = check(3, &w.sent, &w.nodes);
+    assert_eq!(kinds(&f), vec!["unsigned_receipt", "unsigned_receipt"]);
+    // A delivered receipt does not back a read status.
+    let mut w = world();
+    w.nodes[0].messages[0].status = Status::Read;
+    let f = check(3, &w.sent, &w.nodes);
+    assert_eq!(kinds(&f), vec!["unsigned_receipt"]);
+    assert_eq!(f.violations[0].message, w.sent[0].id.to_string());
+    assert_eq!(
+        f.violations[0].nodes,
+        vec!["n0".to_string(), "n1".to_string()]
+    );
+    // A snapshot that kept no log skips the rule.
+    let mut w = world();
+    w.nodes[0].receipts = None;
+    assert_eq!(check(3, &w.sent, &w.nodes).violation_count, 0);
+}
+
+#[test]
+fn a_receipt_signed_by_someone_else_is_a_violation() {
+    let mut w = world();
+    let ids: Vec<MessageId> = w.sent.iter().map(|s| s.id).collect();
+    // Signed by the bystander, who claims node 1's key: the signature does not verify.
+    let mut forged = receipt(&w.ids[1], w.peers[0], ReceiptKind::Delivered, ids.clone());
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let by_bystander = receipt(&w.ids[2], w.peers[0], ReceiptKind::Read, ids);
+    w.nodes[0].receipts = Some(vec![forged, by_bystander]);
+    let f = check(5, &w.sent, &w.nodes);
+    let k = kinds(&f);
+    assert!(k.contains(&"bad_receipt_signature"), "{k:?}");
+    assert_eq!(
+        k.iter()
+            .filter(|k| **k == "receipt_from_non_recipient")
+            .count(),
+        2,
+        "{k:?}"
+    );
+    assert_eq!(
+        k.iter().filter(|k| **k == "unsigned_receipt").count(),
+        2,
+        "{k:?}"
+    );
 }
 
 #[test]

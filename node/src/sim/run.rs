@@ -385,6 +385,7 @@ fn snapshot(net: &Harness) -> Vec<NodeSnapshot> {
                 .handle()
                 .and_then(|h| h.store().all_messages().ok())
                 .unwrap_or_default(),
+            receipts: n.handle().and_then(|h| h.store().logged_receipts().ok()),
         })
         .collect()
 }

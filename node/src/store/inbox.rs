@@ -373,6 +373,23 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps receipt `id` as the signed bytes that arrived, for a later audit
+    /// ([`Store::logged_receipts`]). Only a node configured with `keep_receipts` (the
+    /// simulator and the tests) calls it; the log is not pruned.
+    pub fn log_receipt(&self, id: &MessageId, signed: &[u8]) -> Result<()> {
+        self.receipt_log.insert(id.0, signed)?;
+        Ok(())
+    }
+
+    /// Every receipt kept by [`Store::log_receipt`], as signed bytes.
+    pub fn logged_receipts(&self) -> Result<Vec<Vec<u8>>> {
+        let mut out = vec![];
+        for v in self.receipt_log.iter().values() {
+            out.push(v?.to_vec());
+        }
+        Ok(out)
+    }
+
     /// Applies receipts that arrived before message `id` was known.
     pub fn apply_pending_receipts(&self, id: &MessageId) -> Result<Vec<StoredMessage>> {
         let Some(v) = self.pending_receipts.remove(id.0)? else {

@@ -92,6 +92,8 @@ pub struct Store {
     seqstate: sled::Tree,
     outseq: sled::Tree,
     pending_receipts: sled::Tree,
+    /// Signed receipts as they arrived, kept only with `keep_receipts` (for audits).
+    receipt_log: sled::Tree,
     mailbox: sled::Tree,
     mailbox_ids: sled::Tree,
     mailbox_depositors: sled::Tree,
@@ -141,6 +143,7 @@ impl Store {
             seqstate: t("seqstate")?,
             outseq: t("outseq")?,
             pending_receipts: t("pending_receipts")?,
+            receipt_log: t("receipt_log")?,
             mailbox: t("mailbox")?,
             mailbox_ids: t("mailbox_ids")?,
             mailbox_depositors: t("mailbox_depositors")?,
