@@ -213,12 +213,24 @@ async fn a_relay_killed_during_deposits_loses_and_duplicates_nothing() {
     net.stop(b).await.unwrap();
     const N: usize = 40;
     let kill_at = 5 + (seed as usize % 10);
+    let peer_b = net.peer_id(b);
     let mut ids = vec![];
     for i in 0..N {
         ids.push(ha.send_text(&bob, &format!("d{i:02}")).await.unwrap().id);
         if i == kill_at {
+            // Killed once it holds deposits for bob, with the rest of the sends still to come.
+            let held = wait_for(WAIT, || async {
+                // No handle is kept across the kill: it would hold relay1's store open.
+                let n = net.handle(r1).ok()?.store().mailbox_len(&peer_b);
+                (n > 0).then_some(n)
+            })
+            .await
+            .expect("relay1 never took a deposit for bob");
             net.kill(r1).await;
-            println!("killed relay1 after {} sends (seed {seed})", i + 1);
+            println!(
+                "killed relay1 holding {held} envelopes after {} sends (seed {seed})",
+                i + 1
+            );
         }
     }
     for id in &ids {
@@ -243,7 +255,6 @@ async fn a_relay_killed_during_deposits_loses_and_duplicates_nothing() {
     }
     // Copies still waiting at the restarted relay are dropped as replays, not shown twice.
     let hr = net.handle(r1).unwrap();
-    let peer_b = net.peer_id(b);
     wait_for(WAIT, || async {
         (hr.store().mailbox_len(&peer_b) == 0).then_some(())
     })
