@@ -3,8 +3,10 @@
 //! signed record at start, as kith does). Baseline: vanilla Kademlia (bare libp2p kad with
 //! default settings, plus identify so that it learns listen addresses) with the same node count,
 //! each node putting a value of a signed record's size under the same kind of key as it starts,
-//! and the same seeded (looker, target) pairs. Hops: Kademlia's request count per query, on both
-//! sides (kith's from `Handle::lookup_with_stats`).
+//! and the same seeded (looker, target) pairs. Requests per lookup: Kademlia's
+//! `QueryStats::num_requests` of each query, on both sides (kith's from
+//! `Handle::lookup_with_stats`); libp2p-kad does not report a query's path length. Latency is over
+//! the lookups that found the record.
 //!
 //! Process layout, the same for both: node 0 in this process, the others in worker processes
 //! of 50 nodes (`--worker kith|bare FIRST COUNT BOOTSTRAP`, see `kith_tests::bench::workers`),
