@@ -31,7 +31,7 @@ pub(super) struct Publisher {
 /// Kademlia's statistics of one lookup query (`kad::QueryStats` when it ended).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct LookupStats {
-    /// Requests the query sent to other peers (its "hops").
+    /// Requests the query sent to other peers (kad reports no path length).
     pub requests: u32,
     /// Requests that were answered.
     pub successes: u32,
