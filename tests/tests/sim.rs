@@ -39,6 +39,14 @@ async fn connected(h: &Handle) -> HashSet<String> {
 async fn a_partition_between_two_halves_of_a_group_heals_and_everything_arrives_once() {
     init_logs();
     let seed = kith_tests::seed();
+    tokio::time::timeout(Duration::from_secs(240), partition_heals(seed))
+        .await
+        .unwrap_or_else(|_| {
+            panic!("the partition scenario did not end within 240 s (seed {seed})")
+        });
+}
+
+async fn partition_heals(seed: u64) {
     let mut net = Harness::new().unwrap();
     net.tweak = |b| b.retry_max(Duration::from_secs(2));
     net.add("boot").await.unwrap();

@@ -126,8 +126,13 @@ pub fn args() -> Vec<String> {
         .collect()
 }
 
-/// A multi-threaded tokio runtime for a whole-process benchmark.
+/// A multi-threaded tokio runtime for a whole-process benchmark. It first raises the open
+/// file limit to the hard limit, as `kith sim` does: every loopback connection costs two
+/// descriptors in one process, and the usual soft limit of 1024 is too few.
 pub fn runtime() -> tokio::runtime::Runtime {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("could not raise the open file limit: {e}");
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
