@@ -105,6 +105,7 @@ pub struct Config {
     pub(crate) max_image_bytes: u64,
     /// Keep every signed receipt that arrives (the simulator's checker verifies them).
     pub(crate) keep_receipts: bool,
+    pub(crate) idle_timeout: Duration,
     /// Simulated link cuts (tests and the simulator); `None` in production.
     pub(crate) partition: Option<crate::net::partition::Partition>,
 }
@@ -132,6 +133,7 @@ impl Config {
                 faults: Arc::new(Faults::default()),
                 max_image_bytes: kith_protocol::limits::MAX_BLOB_BYTES as u64,
                 keep_receipts: false,
+                idle_timeout: crate::net::behaviour::IDLE_TIMEOUT,
                 partition: None,
             },
         }
@@ -238,6 +240,13 @@ impl ConfigBuilder {
     /// status (off by default: the log grows with every receipt).
     pub fn keep_receipts(mut self, on: bool) -> Self {
         self.cfg.keep_receipts = on;
+        self
+    }
+    /// How long a connection with nothing in flight is kept open (120 s by default). Each
+    /// connection costs a descriptor and about 80 KiB; a network of many nodes in one process
+    /// (the simulator) keeps fewer of them with a shorter time.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.cfg.idle_timeout = d;
         self
     }
     /// sled's page cache size.

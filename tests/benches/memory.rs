@@ -21,7 +21,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use kith_node::net::behaviour::build_swarm;
+use kith_node::net::behaviour::{build_swarm, IDLE_TIMEOUT};
 use kith_tests::bench::bare::{BareNode, Roles};
 use kith_tests::bench::{self, ratio_lower, rss_kib};
 use kith_tests::Harness;
@@ -64,7 +64,7 @@ async fn child(kind: &str, n: usize) {
             let mut boot: Option<libp2p::Multiaddr> = None;
             for _ in 0..n {
                 let key = libp2p::identity::Keypair::generate_ed25519();
-                let mut sw = build_swarm(key, false, false, None).expect("swarm");
+                let mut sw = build_swarm(key, false, false, None, IDLE_TIMEOUT).expect("swarm");
                 sw.listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
                     .expect("listen");
                 let peer = *sw.local_peer_id();

@@ -24,7 +24,7 @@ pub const IDENTIFY_PROTOCOL: &str = "/kith/id/1.0.0";
 pub const DM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one blob chunk request may take.
 pub const BLOB_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long an idle connection is kept.
+/// How long an idle connection is kept (the default of `ConfigBuilder::idle_timeout`).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(NetworkBehaviour)]
@@ -56,6 +56,7 @@ pub fn build_swarm(
     use_mdns: bool,
     is_relay: bool,
     partition: Option<super::partition::Partition>,
+    idle_timeout: Duration,
 ) -> Result<Swarm<Behaviour>> {
     let net = |e: &dyn std::fmt::Display| Error::Network(e.to_string());
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
@@ -130,7 +131,7 @@ pub fn build_swarm(
             })
         })
         .map_err(|e| net(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_TIMEOUT))
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
         .build();
     Ok(swarm)
 }

@@ -237,6 +237,7 @@ impl EventLoop {
         let blob = a.reference.id;
         for index in want {
             a.in_flight.insert(index);
+            self.activity.touch(source);
             let rid = self
                 .swarm
                 .behaviour_mut()
@@ -336,6 +337,7 @@ impl EventLoop {
             return;
         }
         for relay in a.sources.iter().skip(1).copied().collect::<Vec<_>>() {
+            self.activity.touch(relay);
             let rid = self.swarm.behaviour_mut().mailbox.send_request(
                 &relay,
                 kith_protocol::mailbox::MailboxRequest::ReleaseBlob { id: blob },

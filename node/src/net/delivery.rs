@@ -145,6 +145,7 @@ impl EventLoop {
                     continue;
                 }
             };
+            self.activity.touch(peer);
             let rid = self
                 .swarm
                 .behaviour_mut()

@@ -49,6 +49,7 @@ impl EventLoop {
                 self.swarm.add_peer_address(peer, a);
             }
         }
+        self.activity.touch(peer);
         let rid = self
             .swarm
             .behaviour_mut()

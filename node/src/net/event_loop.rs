@@ -36,6 +36,7 @@ pub(crate) struct EventLoop {
     pub(super) mailbox: super::mailbox::MailboxState,
     pub(super) blobs: super::blobs::BlobState,
     pub(super) ephemeral: super::ephemeral::Ephemeral,
+    pub(super) activity: super::idle::Activity,
     last_beat: Option<Instant>,
     /// This node's relays (mailboxes), listed in its record.
     pub(super) relays: Vec<PeerId>,
@@ -56,6 +57,7 @@ impl EventLoop {
             core.cfg.mdns,
             core.cfg.relay,
             core.cfg.partition.clone(),
+            core.cfg.idle_timeout,
         )?;
         let listen: Vec<Multiaddr> = if core.cfg.listen.is_empty() {
             vec![
@@ -140,6 +142,7 @@ impl EventLoop {
             mailbox: Default::default(),
             blobs: Default::default(),
             ephemeral: Default::default(),
+            activity: Default::default(),
             last_beat: None,
             relays: configured_relays.clone(),
             configured_relays,
@@ -220,6 +223,7 @@ impl EventLoop {
         }
         self.drive_outbox();
         self.drive_blobs();
+        self.close_idle();
         if self.last_fetch.elapsed() >= self.core.cfg.fetch_every {
             self.last_fetch = Instant::now();
             for r in self.relays.clone() {
@@ -396,6 +400,7 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
+                self.activity.touch(peer_id);
                 if num_established.get() == 1 {
                     let _ = self.core.events.send(Event::Peer {
                         peer_id: peer_id.to_string(),
@@ -428,6 +433,7 @@ impl EventLoop {
                 num_established: 0,
                 ..
             } => {
+                self.activity.forget(&peer_id);
                 if let Err(e) = self.core.on_disconnect(&peer_id) {
                     tracing::error!("could not record a dropped connection: {e}");
                 }
@@ -453,6 +459,9 @@ impl EventLoop {
     }
 
     fn on_behaviour_event(&mut self, ev: BehaviourEvent) {
+        if let Some(peer) = active_peer(&ev) {
+            self.activity.touch(peer);
+        }
         match ev {
             BehaviourEvent::Dm(e) => self.on_dm_event(e),
             BehaviourEvent::Mailbox(e) => self.on_mailbox_event(e),
@@ -609,5 +618,27 @@ async fn publish_due(due: Option<Instant>, in_flight: bool) {
     match due {
         Some(d) if !in_flight => tokio::time::sleep_until(d.into()).await,
         _ => std::future::pending().await,
+    }
+}
+
+/// The peer a request, a response or a group message came from or went to: what counts as
+/// using a connection (see `idle.rs`).
+fn active_peer(ev: &BehaviourEvent) -> Option<PeerId> {
+    fn rr<Req, Resp>(e: &request_response::Event<Req, Resp>) -> PeerId {
+        match e {
+            request_response::Event::Message { peer, .. }
+            | request_response::Event::OutboundFailure { peer, .. }
+            | request_response::Event::InboundFailure { peer, .. }
+            | request_response::Event::ResponseSent { peer, .. } => *peer,
+        }
+    }
+    match ev {
+        BehaviourEvent::Dm(e) => Some(rr(e)),
+        BehaviourEvent::Mailbox(e) => Some(rr(e)),
+        BehaviourEvent::Blob(e) => Some(rr(e)),
+        BehaviourEvent::Gossip(libp2p::gossipsub::Event::Message {
+            propagation_source, ..
+        }) => Some(*propagation_source),
+        _ => None,
     }
 }

@@ -315,6 +315,7 @@ impl EventLoop {
     }
 
     pub(super) fn notify_owner(&mut self, owner: PeerId) {
+        self.activity.touch(owner);
         let rid = self
             .swarm
             .behaviour_mut()
@@ -332,6 +333,7 @@ impl EventLoop {
             return;
         }
         self.mailbox.fetching.insert(relay, false);
+        self.activity.touch(relay);
         let rid = self
             .swarm
             .behaviour_mut()
@@ -371,6 +373,7 @@ impl EventLoop {
             owner: self.core.peer_id,
             ids,
         };
+        self.activity.touch(relay);
         let rid = self.swarm.behaviour_mut().mailbox.send_request(&relay, req);
         self.mailbox
             .pending
@@ -441,6 +444,7 @@ impl EventLoop {
                     continue;
                 }
             };
+            self.activity.touch(relay);
             let rid = self
                 .swarm
                 .behaviour_mut()
@@ -497,6 +501,7 @@ impl EventLoop {
             .blobs_at
             .insert((relay, blob), BlobAtRelay::Depositing { left: n });
         for req in reqs {
+            self.activity.touch(relay);
             let rid = self.swarm.behaviour_mut().mailbox.send_request(&relay, req);
             self.mailbox.pending.insert(
                 rid,
@@ -608,6 +613,7 @@ impl EventLoop {
                     signature,
                     max: MAX_BATCH_ENVELOPES as u32,
                 };
+                self.activity.touch(relay);
                 let rid = self.swarm.behaviour_mut().mailbox.send_request(&relay, req);
                 self.mailbox.pending.insert(rid, MbPending::Fetch { relay });
             }

@@ -9,6 +9,7 @@ mod ephemeral;
 
 mod event_loop;
 mod gossip;
+mod idle;
 
 mod mailbox;
 pub mod partition;
