@@ -62,6 +62,7 @@ pub struct Report {
 /// mailbox fetches (a run lasts minutes, not days).
 fn sim_tweak(b: ConfigBuilder) -> ConfigBuilder {
     b.cache_bytes(1024 * 1024)
+        .idle_timeout(Duration::from_secs(30))
         .retry_max(Duration::from_secs(2))
         .fetch_every(Duration::from_secs(5))
 }
@@ -69,6 +70,7 @@ fn sim_tweak(b: ConfigBuilder) -> ConfigBuilder {
 /// Runs the simulation described by `cfg`; `progress` receives a line at every step.
 pub async fn run(cfg: &SimConfig, progress: &(dyn Fn(String) + Send + Sync)) -> Result<Report> {
     let t0 = Instant::now();
+    let mut mem = MemProbe::open();
     let w = Workload::generate(cfg)?;
     progress(format!(
         "seed {}: {} nodes ({} relays), {} groups, {} messages, {} offline",
@@ -95,7 +97,7 @@ pub async fn run(cfg: &SimConfig, progress: &(dyn Fn(String) + Send + Sync)) -> 
 
     let snapshots = snapshot(&net);
     let mut f: Findings = checker::check(cfg.seed, &sent, &snapshots);
-    let (rss, peak) = rss_mb();
+    let (rss, peak) = mem.read();
     let mut lat = std::mem::take(&mut f.latencies_ms);
     let latency_ms = Latency {
         p50: checker::percentile(&mut lat, 50.0),
@@ -392,7 +394,35 @@ fn snapshot(net: &Harness) -> Vec<NodeSnapshot> {
 
 /// This process's resident memory and its peak, in MiB (0 where /proc is not available).
 pub fn rss_mb() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    parse_rss(&std::fs::read_to_string("/proc/self/status").unwrap_or_default())
+}
+
+/// /proc/self/status opened before the nodes start: at the end of a large run every
+/// descriptor the process may have can be in use, and opening the file then would fail.
+struct MemProbe(Option<std::fs::File>);
+
+impl MemProbe {
+    fn open() -> MemProbe {
+        MemProbe(std::fs::File::open("/proc/self/status").ok())
+    }
+
+    /// Reads the file again from its start (procfs regenerates it), as [`rss_mb`] does.
+    fn read(&mut self) -> (f64, f64) {
+        use std::io::{Read, Seek};
+        let mut status = String::new();
+        let read = self
+            .0
+            .as_mut()
+            .is_some_and(|f| f.rewind().is_ok() && f.read_to_string(&mut status).is_ok());
+        if read {
+            parse_rss(&status)
+        } else {
+            rss_mb()
+        }
+    }
+}
+
+fn parse_rss(status: &str) -> (f64, f64) {
     let field = |name: &str| {
         status
             .lines()
