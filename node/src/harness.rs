@@ -125,8 +125,7 @@ impl Harness {
             .mdns(false)
             .api(false)
             .clock(std::sync::Arc::new(self.clock.clone()))
-            .partition(self.partition.clone())
-            .keep_receipts(true);
+            .partition(self.partition.clone());
         b = (self.tweak)(b);
         b = (n.setup)(b);
         let cfg = b.build()?;

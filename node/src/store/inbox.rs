@@ -375,7 +375,7 @@ impl Store {
 
     /// Keeps receipt `id` as the signed bytes that arrived, for a later audit
     /// ([`Store::logged_receipts`]). Only a node configured with `keep_receipts` (the
-    /// simulator and the tests) calls it; the log is not pruned.
+    /// simulator) calls it; the log is not pruned.
     pub fn log_receipt(&self, id: &MessageId, signed: &[u8]) -> Result<()> {
         self.receipt_log.insert(id.0, signed)?;
         Ok(())
