@@ -37,6 +37,14 @@ pub fn seed() -> u64 {
     s
 }
 
+/// The PeerIds `h` is connected to now (empty if the node does not answer).
+pub async fn connected(h: &kith_node::Handle) -> std::collections::HashSet<String> {
+    h.peers()
+        .await
+        .map(|p| p.peers.into_iter().map(|p| p.peer_id).collect())
+        .unwrap_or_default()
+}
+
 /// Every file under `dir` whose raw bytes contain `needle` (a scan of a home for what must not
 /// be left readable there).
 pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {

@@ -3,22 +3,14 @@
 //! Kademlia query opened (rust-libp2p #5190). Group members and relays stay connected, and a
 //! closed connection is dialled again when a message needs it. Every wait is bounded.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use kith_node::Handle;
 use kith_protocol::status::Status;
 use kith_tests::relay_util::{add_relay, add_user};
-use kith_tests::{init_logs, wait_for, Harness, WAIT};
+use kith_tests::{connected, init_logs, wait_for, Harness, WAIT};
 
 const IDLE: Duration = Duration::from_secs(3);
-
-async fn connected(h: &Handle) -> HashSet<String> {
-    h.peers()
-        .await
-        .map(|p| p.peers.into_iter().map(|p| p.peer_id).collect())
-        .unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_close_while_group_and_relay_links_stay() {

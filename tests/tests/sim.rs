@@ -10,7 +10,7 @@ use kith_node::sim::{SimConfig, DEFAULT_RATE};
 use kith_node::Handle;
 use kith_protocol::status::Status;
 use kith_tests::relay_util::add_relay;
-use kith_tests::{init_logs, wait_for, Harness, WAIT};
+use kith_tests::{connected, init_logs, wait_for, Harness, WAIT};
 
 /// Texts of `h`'s conversation `target` that start with `prefix`, in history order.
 fn texts(h: &Handle, target: &str, prefix: &str) -> Vec<String> {
@@ -21,14 +21,6 @@ fn texts(h: &Handle, target: &str, prefix: &str) -> Vec<String> {
                 .filter(|t| t.starts_with(prefix))
                 .collect()
         })
-        .unwrap_or_default()
-}
-
-/// Connected peers of `h`.
-async fn connected(h: &Handle) -> HashSet<String> {
-    h.peers()
-        .await
-        .map(|p| p.peers.into_iter().map(|p| p.peer_id).collect())
         .unwrap_or_default()
 }
 
