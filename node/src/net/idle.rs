@@ -65,7 +65,9 @@ impl EventLoop {
             .chain(self.relays.iter().copied())
             .chain(self.in_flight.values().map(|(p, _)| *p))
             .collect();
-        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
+        // Peers touched by a failed dial or a late event were never (or are no longer) connected.
+        self.activity.last.retain(|p, _| connected.contains(p));
         for peer in connected {
             if keep.contains(&peer) {
                 continue;
